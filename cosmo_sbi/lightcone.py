@@ -1,0 +1,97 @@
+"""The common light-cone format and the light-cone geometry shared by every simulator.
+
+Geometry: the observer sits at the origin of the (periodic) box and the cone axis points
+along +x. In that frame RA = atan2(y, x) and DEC = arcsin(z / r) [deg]; the histogram
+window (-20 < RA, DEC < 20 by default) is centred on the axis.
+
+File (HDF5, one per simulation): datasets of length N_halo, float32,
+``ra`` [deg], ``dec`` [deg], ``z_cos`` (cosmological redshift), ``z_obs`` (observed,
+including the line-of-sight peculiar velocity), ``mass`` [Msun/h]; optional ``pos``
+(N, 3) [Mpc/h, relative to the observer] and ``vel`` (N, 3) [km/s]. Root attributes carry
+the provenance (cosmology, seed, simulator and its settings, package version).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+import numpy as np
+
+from cosmo_sbi.io import atomic_path, read_attrs, write_attrs
+
+REQUIRED_FIELDS: tuple[str, ...] = ("ra", "dec", "z_cos", "z_obs", "mass")
+OPTIONAL_FIELDS: tuple[str, ...] = ("pos", "vel")
+SPEED_OF_LIGHT_KM_S = 299792.458
+
+
+class LightconeFormatError(ValueError):
+    """A light-cone file or array set does not follow the common format."""
+
+
+def radec_from_cartesian(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RA, DEC [deg] of positions ``pos`` (N, 3) relative to the observer, axis along +x."""
+    pos = np.asarray(pos, dtype=np.float64)
+    radius = np.linalg.norm(pos, axis=1)
+    ra = np.degrees(np.arctan2(pos[:, 1], pos[:, 0]))
+    dec = np.degrees(np.arcsin(np.clip(pos[:, 2] / radius, -1.0, 1.0)))
+    return ra, dec
+
+
+def observed_redshift(z_cos: np.ndarray, v_los_km_s: np.ndarray) -> np.ndarray:
+    """z_obs = z_cos + (1 + z_cos) v_los / c (v_los > 0 away from the observer)."""
+    return z_cos + (1.0 + z_cos) * np.asarray(v_los_km_s) / SPEED_OF_LIGHT_KM_S
+
+
+def validate_arrays(halos: Mapping[str, np.ndarray], source: str = "light cone") -> int:
+    """Check field presence and shapes; return the number of halos."""
+    missing = [name for name in REQUIRED_FIELDS if name not in halos]
+    if missing:
+        raise LightconeFormatError(f"{source}: missing fields {missing}; expected {REQUIRED_FIELDS}")
+    count = len(halos["ra"])
+    for name in REQUIRED_FIELDS:
+        if np.shape(halos[name]) != (count,):
+            raise LightconeFormatError(
+                f"{source}: field {name!r} has shape {np.shape(halos[name])}, expected ({count},)"
+            )
+    for name in OPTIONAL_FIELDS:
+        if name in halos and np.shape(halos[name]) != (count, 3):
+            raise LightconeFormatError(
+                f"{source}: field {name!r} has shape {np.shape(halos[name])}, expected ({count}, 3)"
+            )
+    return count
+
+
+def write_lightcone(
+    path: str | os.PathLike[str], halos: Mapping[str, np.ndarray], attrs: Mapping[str, Any]
+) -> None:
+    """Write ``halos`` (fields above) atomically to ``path`` with provenance ``attrs``."""
+    validate_arrays(halos, source=str(path))
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
+        for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
+            if name in halos:
+                out.create_dataset(name, data=np.asarray(halos[name], dtype=np.float32))
+        write_attrs(out, attrs)
+
+
+def read_lightcone(
+    path: str | os.PathLike[str], fields: tuple[str, ...] = REQUIRED_FIELDS
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read ``fields`` and the provenance attributes of a light-cone file."""
+    try:
+        with h5py.File(path, "r") as source:
+            missing = [name for name in fields if name not in source]
+            if missing:
+                raise LightconeFormatError(
+                    f"{path}: missing datasets {missing}; expected the common light-cone format "
+                    f"with {REQUIRED_FIELDS}"
+                )
+            halos = {name: source[name][...] for name in fields}
+            attrs = read_attrs(source)
+    except OSError as error:
+        raise LightconeFormatError(f"{path}: not a readable HDF5 light cone ({error})") from error
+    if set(REQUIRED_FIELDS) <= set(fields):
+        validate_arrays(halos, source=str(path))
+    return halos, attrs
