@@ -20,7 +20,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cosmo_sbi.io import atomic_path, read_attrs, write_attrs
+from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
 
 REQUIRED_FIELDS: tuple[str, ...] = ("ra", "dec", "z_cos", "z_obs", "mass")
 OPTIONAL_FIELDS: tuple[str, ...] = ("pos", "vel")
@@ -43,6 +44,19 @@ def radec_from_cartesian(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def observed_redshift(z_cos: np.ndarray, v_los_km_s: np.ndarray) -> np.ndarray:
     """z_obs = z_cos + (1 + z_cos) v_los / c (v_los > 0 away from the observer)."""
     return z_cos + (1.0 + z_cos) * np.asarray(v_los_km_s) / SPEED_OF_LIGHT_KM_S
+
+
+def lightcone_provenance(
+    row: Mapping[str, Any], simulator: str, settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Root attributes of a light-cone file: sim id, set, seed, cosmology, simulator.
+
+    ``row`` is a design row (cosmo_sbi.design.read_design_row); ``settings`` the simulator's
+    config section (stored as JSON). Every simulator writes its files with these.
+    """
+    cosmology = {name: float(row[name]) for name in (*PARAMETER_NAMES, "Omega_b")}
+    return provenance(sim_id=str(row["id"]), set=str(row["set"]), seed=int(row["seed"]),
+                      simulator=simulator, simulator_settings=dict(settings), **cosmology)
 
 
 def validate_arrays(halos: Mapping[str, np.ndarray], source: str = "light cone") -> int:
