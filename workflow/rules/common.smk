@@ -1,0 +1,89 @@
+# Shared definitions: config validation (before any job is planned), paths, per-job params.
+import json
+import os
+import shlex
+
+import yaml
+from snakemake.utils import min_version, validate
+
+from cosmo_sbi.config import check_config
+from cosmo_sbi.design import SETS, design_table, simulation_ids
+
+min_version("9.0")
+
+# Schema first (fills defaults), then the arithmetic checks; both raise before any job runs.
+validate(config, "../schemas/config.schema.yaml")
+check_config(config)
+
+RESULTS = "results"
+LOGS = f"{RESULTS}/logs"
+ENV = "../../envs/cosmo_sbi.yaml"
+
+# `python -m cosmo_sbi` from this checkout, also inside a --sdm conda environment that
+# carries only the dependencies.
+COSMO_SBI = (
+    f"PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}} "
+    "python -m cosmo_sbi"
+)
+
+
+def _write_config_snapshot(path: str) -> str:
+    """Write the validated, defaults-filled config that every job passes to the CLI.
+
+    Written only when its content changes (atomically), so re-parsing the Snakefile in a
+    cluster job never touches it. Rules still depend on config values through params:.
+    """
+    text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
+    if os.path.exists(path):
+        with open(path) as stream:
+            if stream.read() == text:
+                return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+    return path
+
+
+CONFIG = _write_config_snapshot(f"{RESULTS}/config.yaml")
+
+SIM_IDS = {name: simulation_ids(config["design"][name]["n_simulations"]) for name in SETS}
+DESIGN_ROWS = {
+    name: {row["id"]: {col: row[col].item() if hasattr(row[col], "item") else row[col]
+                       for col in row.colnames}
+           for row in design_table(config, name)}
+    for name in SETS
+}
+
+
+wildcard_constraints:
+    set="|".join(SETS),
+    id=r"\d+",
+    model="cnn|vit",
+
+
+def design_row(wildcards) -> dict:
+    """The design row of one simulation: its parameters and seed (a params: trigger)."""
+    return DESIGN_ROWS[wildcards.set][wildcards.id]
+
+
+def simulation_settings() -> dict:
+    """Config values every simulation depends on: backend settings and cone geometry."""
+    backend = config["simulator"]["backend"]
+    window = {key: config["histogram"][key] for key in ("ra_deg", "dec_deg", "z_obs")}
+    return {"backend": backend, backend: config["simulator"][backend],
+            "lightcone": config["lightcone"], "window": window}
+
+
+def histogram_targets() -> list[str]:
+    return [f"{RESULTS}/histograms/{name}/{sim_id}.h5"
+            for name in SETS for sim_id in SIM_IDS[name]]
+
+
+def pinocchio_plc_outputs(run_dir: str) -> list[str]:
+    """The light-cone file(s) a PINOCCHIO run writes (one per NumFiles part)."""
+    from cosmo_sbi.simulators.pinocchio import plc_file_names
+
+    names = plc_file_names(config["simulator"]["pinocchio"]["num_files"])
+    return [f"{run_dir}/{name}" for name in names]

@@ -1,0 +1,16 @@
+rule histogram:
+    input:
+        f"{RESULTS}/sims/{{set}}/{{id}}/lightcone.h5",
+    output:
+        f"{RESULTS}/histograms/{{set}}/{{id}}.h5",
+    params:
+        binning=config["histogram"],
+    log:
+        f"{LOGS}/histogram/{{set}}/{{id}}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "{COSMO_SBI} histogram --config {CONFIG} --input {input} --output {output} > {log} 2>&1"
