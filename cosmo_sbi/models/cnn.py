@@ -1,0 +1,99 @@
+"""3D convolutional network: a (B, 1, D, D, D) halo-count histogram -> mean and log-variance
+of each cosmological parameter.
+
+Stages of ``convs_per_stage`` x (3^3 convolution, batch norm, GELU) each followed by a 2^3 max
+pool halve the grid while the channels grow; a global average pool makes the head independent
+of the grid size; an MLP head gives 2 * n_params outputs. The ``paper`` preset matches the
+9.2M parameters of the CNN of Hwang, Sabiu et al. 2023 (arXiv 2304.08192) in size, not layer
+by layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cosmo_sbi.models.base import check_histogram_batch, split_mean_log_var
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """Architecture of :class:`CNN3D`; every field can be overridden in ``models.cnn``."""
+
+    channels: tuple[int, ...] = (32, 64, 128, 256, 320)
+    """Output channels of each stage; each stage halves the grid."""
+    convs_per_stage: int = 2
+    head_hidden: int = 2048
+    """Width of the hidden layer of the MLP head."""
+    dropout: float = 0.1
+    """Dropout before the last linear layer."""
+
+
+PRESETS: dict[str, CNNConfig] = {
+    "paper": CNNConfig(),
+    "small": CNNConfig(channels=(8, 16, 32), convs_per_stage=1, head_hidden=64, dropout=0.0),
+}
+
+
+class CNN3D(nn.Module):
+    """forward(x: (B, 1, D, D, D)) -> (mean (B, n_params), log_var (B, n_params))."""
+
+    def __init__(self, *, config: CNNConfig, grid_size: int, n_params: int) -> None:
+        super().__init__()
+        if not config.channels or min(config.channels) < 1:
+            raise ValueError(f"models.cnn.channels: expected positive integers, "
+                             f"got {config.channels}")
+        if config.convs_per_stage < 1:
+            raise ValueError(f"models.cnn.convs_per_stage: expected >= 1, "
+                             f"got {config.convs_per_stage}")
+        if grid_size < 2 ** len(config.channels):
+            raise ValueError(
+                f"models.cnn.channels: {len(config.channels)} stages halve the grid "
+                f"{len(config.channels)} times, so the grid size must be at least "
+                f"{2 ** len(config.channels)}; got {grid_size}"
+            )
+        self.config = config
+        self.grid_size = grid_size
+        self.n_params = n_params
+
+        layers: list[nn.Module] = []
+        in_channels = 1
+        for out_channels in config.channels:
+            for _ in range(config.convs_per_stage):
+                layers += [
+                    nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+                    nn.BatchNorm3d(out_channels),
+                    nn.GELU(),
+                ]
+                in_channels = out_channels
+            layers.append(nn.MaxPool3d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels, config.head_hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.head_hidden, 2 * n_params),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_histogram_batch(x, self.grid_size)
+        return split_mean_log_var(self.head(self.pool(self.features(x))))
+
+    def forward_flops_per_sample(self) -> int:
+        """Forward FLOPs of one sample in convolutions and matrix products (2 per
+        multiply-add; normalisation, activations and pooling are not counted)."""
+        flops = 0
+        side = self.grid_size
+        in_channels = 1
+        for out_channels in self.config.channels:
+            for _ in range(self.config.convs_per_stage):
+                flops += 2 * 27 * in_channels * out_channels * side**3
+                in_channels = out_channels
+            side //= 2
+        flops += 2 * in_channels * self.config.head_hidden
+        flops += 2 * self.config.head_hidden * 2 * self.n_params
+        return flops
