@@ -46,37 +46,52 @@ class Binning:
                                                                               strict=True))
 
 
-def _bin_index(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bin index of each value for uniform ``edges`` and a mask of values inside them.
+def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index + 1 of each value for uniform ``edges``: 1..n inside, 0 or n + 1 outside.
 
-    Index arithmetic gives the bin to within one; one comparison with the edges either way
-    then reproduces np.histogramdd exactly (bins [e_i, e_i+1), the last one closed).
+    The index comes from float32 arithmetic (a few memory-bound passes); values whose
+    scaled position lies within the float32 rounding bound of a bin edge (and NaNs) are
+    re-binned exactly with np.searchsorted in float64, so the result equals np.histogramdd
+    (bins [e_i, e_i+1), the last one closed) bit for bit.
     """
     n_bins = len(edges) - 1
-    low, high = edges[0], edges[-1]
-    index = np.floor((values - low) * (n_bins / (high - low)))
-    np.nan_to_num(index, copy=False, nan=-1.0)
-    index = np.clip(index, 0, n_bins - 1).astype(np.intp)
-    index += (values >= edges[index + 1]) & (index < n_bins - 1)
-    index -= (values < edges[index]) & (index > 0)
-    inside = (values >= low) & (values <= high)
-    return index, inside
+    low, high = float(edges[0]), float(edges[-1])
+    scale = n_bins / (high - low)
+    # position in bins, shifted by one so that everything below the window lands in bin 0;
+    # clipped to half-integers so that far-away values never look close to an edge
+    position = np.subtract(values, np.float32(low - 1.0 / scale), dtype=np.float32)
+    position *= np.float32(scale)
+    np.clip(position, 0.5, n_bins + 1.5, out=position)
+    with np.errstate(invalid="ignore"):  # NaN casts to garbage here and is re-binned below
+        index = position.astype(np.int32)  # truncation = floor for positions >= 0
+    position -= index.astype(np.float32)  # fractional part
+    # rounding error bound of the float32 position (a few ulp of every term), generous
+    tolerance = 64 * np.finfo(np.float32).eps * (abs(low) * scale + 2 * n_bins + 2)
+    exact = (position >= tolerance) & (position <= 1 - tolerance)  # False for NaN
+    near_edge = np.flatnonzero(~exact)
+    near_values = np.asarray(values[near_edge], dtype=np.float64)
+    refined = np.searchsorted(edges, near_values, side="right")  # 1..n inside, NaN -> n + 1
+    refined[near_values == high] = n_bins  # the last bin is closed
+    index[near_edge] = refined
+    return index
 
 
 def histogram_counts(
     ra_deg: np.ndarray, dec_deg: np.ndarray, z_obs: np.ndarray, binning: Binning
 ) -> np.ndarray:
-    """Counts (n_ra, n_dec, n_z) uint32 of points in the binning's window (mass cut not applied)."""
-    n_ra, n_dec, n_z = binning.bins
-    flat = np.zeros(len(ra_deg), dtype=np.intp)
-    inside = np.ones(len(ra_deg), dtype=bool)
-    for values, edges, stride in zip((ra_deg, dec_deg, z_obs), binning.edges(),
-                                     (n_dec * n_z, n_z, 1), strict=True):
-        index, axis_inside = _bin_index(np.asarray(values, dtype=np.float64), edges)
-        flat += index * stride
-        inside &= axis_inside
-    counts = np.bincount(flat[inside], minlength=n_ra * n_dec * n_z)
-    return counts.astype(np.uint32).reshape(n_ra, n_dec, n_z)
+    """Counts (n_ra, n_dec, n_z) uint32 of points in the binning's window (mass cut not applied).
+
+    Each axis gets two overflow bins (below/above the window) so that no mask or copy of
+    the halos is needed; the overflow bins are dropped after np.bincount.
+    """
+    padded = tuple(n + 2 for n in binning.bins)
+    ra_edges, dec_edges, z_edges = binning.edges()
+    flat = _bin_index(np.asarray(ra_deg), ra_edges)
+    for values, edges, n_padded in ((dec_deg, dec_edges, padded[1]), (z_obs, z_edges, padded[2])):
+        flat *= n_padded
+        flat += _bin_index(np.asarray(values), edges)
+    counts = np.bincount(flat, minlength=int(np.prod(padded))).reshape(padded)
+    return counts[1:-1, 1:-1, 1:-1].astype(np.uint32)
 
 
 def histogram_lightcone_file(

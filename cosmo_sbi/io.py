@@ -34,17 +34,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
-    """Provenance attributes: the package version plus ``fields`` (dicts become JSON)."""
-    attrs: dict[str, Any] = {"package_version": cosmo_sbi.__version__}
-    for key, value in fields.items():
-        attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, Mapping) else value
-    return attrs
+    """Provenance attributes: the package version plus ``fields``."""
+    return {"package_version": cosmo_sbi.__version__, **fields}
 
 
 def write_attrs(target: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
-    """Write provenance attributes to an HDF5 file, group or dataset."""
+    """Write attributes to an HDF5 file, group or dataset; mappings are stored as JSON."""
     for key, value in attrs.items():
-        target.attrs[key] = np.asarray(value) if isinstance(value, list | tuple) else value
+        if isinstance(value, Mapping):
+            value = json.dumps(value, sort_keys=True)
+        elif isinstance(value, list | tuple):
+            value = np.asarray(value)
+        target.attrs[key] = value
 
 
 def read_attrs(target: h5py.HLObject) -> dict[str, Any]:

@@ -63,7 +63,9 @@ def validate_arrays(halos: Mapping[str, np.ndarray], source: str = "light cone")
     """Check field presence and shapes; return the number of halos."""
     missing = [name for name in REQUIRED_FIELDS if name not in halos]
     if missing:
-        raise LightconeFormatError(f"{source}: missing fields {missing}; expected {REQUIRED_FIELDS}")
+        raise LightconeFormatError(
+            f"{source}: missing fields {missing}; expected {REQUIRED_FIELDS}"
+        )
     count = len(halos["ra"])
     for name in REQUIRED_FIELDS:
         if np.shape(halos[name]) != (count,):
