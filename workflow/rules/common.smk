@@ -1,7 +1,6 @@
 # Shared definitions: config validation (before any job is planned), paths, per-job params.
 import json
 import os
-import shlex
 
 import yaml
 from snakemake.utils import min_version, validate
@@ -19,12 +18,6 @@ RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 ENV = "../../envs/cosmo_sbi.yaml"
 
-# `python -m cosmo_sbi` from this checkout, also inside a --sdm conda environment that
-# carries only the dependencies.
-COSMO_SBI = (
-    f"PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}} "
-    "python -m cosmo_sbi"
-)
 
 
 def _write_config_snapshot(path: str) -> str:

@@ -4,6 +4,7 @@ rule histogram:
     output:
         f"{RESULTS}/histograms/{{set}}/{{id}}.h5",
     params:
+        config=CONFIG,
         binning=config["histogram"],
     log:
         f"{LOGS}/histogram/{{set}}/{{id}}.log",
@@ -13,4 +14,4 @@ rule histogram:
         mem_mb=1000,
         runtime=5,
     shell:
-        "{COSMO_SBI} histogram --config {CONFIG} --input {input} --output {output} > {log} 2>&1"
+        "cosmo-sbi histogram --config {params.config} --input {input} --output {output} > {log} 2>&1"

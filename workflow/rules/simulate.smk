@@ -10,6 +10,7 @@ if config["simulator"]["backend"] == "embedded":
         output:
             f"{RESULTS}/sims/{{set}}/{{id}}/lightcone.h5",
         params:
+            config=CONFIG,
             row=design_row,
             settings=simulation_settings(),
         log:
@@ -21,7 +22,7 @@ if config["simulator"]["backend"] == "embedded":
             mem_mb=2000,
             runtime=10,
         shell:
-            "{COSMO_SBI} simulate --config {CONFIG} --design {input.design} --id {wildcards.id}"
+            "cosmo-sbi simulate --config {params.config} --design {input.design} --id {wildcards.id}"
             " --output {output} --threads {threads} > {log} 2>&1"
 
 else:
@@ -33,6 +34,7 @@ else:
         output:
             f"{PINOCCHIO_RUN}/parameter_file",
         params:
+            config=CONFIG,
             row=design_row,
             settings=simulation_settings(),
             run_dir=PINOCCHIO_RUN,
@@ -41,7 +43,7 @@ else:
         conda:
             ENV
         shell:
-            "{COSMO_SBI} pinocchio-setup --config {CONFIG} --design {input.design}"
+            "cosmo-sbi pinocchio-setup --config {params.config} --design {input.design}"
             " --id {wildcards.id} --run-dir {params.run_dir} > {log} 2>&1"
 
     rule pinocchio_run:
@@ -50,6 +52,7 @@ else:
         output:
             pinocchio_plc_outputs(PINOCCHIO_RUN),
         params:
+            config=CONFIG,
             run_dir=PINOCCHIO_RUN,
             command=config["simulator"]["pinocchio"]["command"],
         log:
@@ -63,7 +66,7 @@ else:
             * config["simulator"]["pinocchio"]["max_mem_mb"],
             runtime=120,
         shell:
-            "{COSMO_SBI} pinocchio-run --config {CONFIG} --run-dir {params.run_dir} > {log} 2>&1"
+            "cosmo-sbi pinocchio-run --config {params.config} --run-dir {params.run_dir} > {log} 2>&1"
 
     rule pinocchio_convert:
         input:
@@ -72,11 +75,12 @@ else:
         output:
             f"{RESULTS}/sims/{{set}}/{{id}}/lightcone.h5",
         params:
+            config=CONFIG,
             run_dir=PINOCCHIO_RUN,
         log:
             f"{LOGS}/pinocchio_convert/{{set}}/{{id}}.log",
         conda:
             ENV
         shell:
-            "{COSMO_SBI} pinocchio-convert --config {CONFIG} --design {input.design}"
+            "cosmo-sbi pinocchio-convert --config {params.config} --design {input.design}"
             " --id {wildcards.id} --run-dir {params.run_dir} --output {output} > {log} 2>&1"
