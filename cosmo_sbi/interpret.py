@@ -1,0 +1,156 @@
+"""What the ViT looks at: attention per head, attention rollout, position-embedding similarity.
+
+Token 0 is the CLS token; tokens 1..P^3 are the patches of the (RA, DEC, z) grid in C order
+(the patch grid is P = D / patch_size per side, the order of ``Conv3d(...).flatten(2)``).
+With ``pool: cls`` the prediction reads the CLS token, so the CLS row of the attention is
+what matters; with ``pool: mean`` the mean over patch queries is shown instead.
+
+Attention rollout (Abnar & Zuidema 2020, arXiv 2005.00928): average the heads of each
+layer, add the identity for the residual stream, renormalise the rows, and multiply the
+layers' matrices from the first to the last.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from cosmo_sbi.plots import plt, save_figure
+
+SLICES = 4
+"""Number of redshift slices of the patch grid drawn per map."""
+
+
+def _pooled_row(matrix: np.ndarray, pool: str) -> np.ndarray:
+    """Attention (..., T, T) -> weight (..., T - 1) the pooled token puts on each patch."""
+    if pool == "cls":
+        return matrix[..., 0, 1:]
+    return matrix[..., 1:, 1:].mean(axis=-2)
+
+
+def attention_to_patches(attention: np.ndarray, pool: str, grid: int) -> np.ndarray:
+    """One layer's weights (heads, T, T) -> per-head maps (heads, P, P, P) over the patches."""
+    return _pooled_row(attention, pool).reshape(attention.shape[0], grid, grid, grid)
+
+
+def attention_rollout(attentions: list[np.ndarray]) -> np.ndarray:
+    """Rollout (T, T) of per-layer weights [(heads, T, T), ...], first layer first."""
+    tokens = attentions[0].shape[-1]
+    rollout = np.eye(tokens)
+    for attention in attentions:
+        mixed = 0.5 * attention.mean(axis=0) + 0.5 * np.eye(tokens)
+        mixed /= mixed.sum(axis=-1, keepdims=True)
+        rollout = mixed @ rollout
+    return rollout
+
+
+def position_similarity(pos_embedding: np.ndarray) -> np.ndarray:
+    """Cosine similarity (N, N) between the position embeddings of the N patches.
+
+    ``pos_embedding`` is (1, T, dim) or (T, dim) including the CLS position, which is dropped.
+    """
+    patches = np.asarray(pos_embedding, dtype=np.float64).reshape(-1,
+                                                                  pos_embedding.shape[-1])[1:]
+    unit = patches / np.linalg.norm(patches, axis=1, keepdims=True)
+    return unit @ unit.T
+
+
+def _slice_indices(grid: int) -> np.ndarray:
+    return np.unique(np.linspace(0, grid - 1, min(SLICES, grid)).round().astype(int))
+
+
+def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path) -> Path:
+    """Draw maps (rows, P, P, P) as rows of z slices (RA vertical, DEC horizontal)."""
+    grid = maps.shape[-1]
+    slices = _slice_indices(grid)
+    figure, axes = plt.subplots(len(maps), len(slices), squeeze=False, layout="constrained",
+                                figsize=(2.2 * len(slices) + 1, 2.1 * len(maps) + 0.6))
+    figure.suptitle(title)
+    for row, (volume, label) in enumerate(zip(maps, row_labels, strict=True)):
+        low, high = volume.min(), volume.max()
+        for column, k in enumerate(slices):
+            axis = axes[row, column]
+            image = axis.imshow(volume[:, :, k], origin="lower", vmin=low, vmax=high,
+                                cmap="magma")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(f"z patch {k}/{grid - 1}", fontsize=9)
+            if column == 0:
+                axis.set_ylabel(label, fontsize=9)
+        figure.colorbar(image, ax=axes[row, :], shrink=0.8)
+    return save_figure(figure, path)
+
+
+def _similarity_grid(similarity: np.ndarray, grid: int, path: Path) -> Path:
+    """For each patch of the central z plane, its similarity to every patch of that plane."""
+    volume = similarity.reshape(grid, grid, grid, grid, grid, grid)
+    k = grid // 2
+    plane = volume[:, :, k, :, :, k]  # (ra, dec) of the reference, (ra, dec) of the others
+    figure, axes = plt.subplots(grid, grid, figsize=(9, 9), layout="constrained")
+    figure.suptitle(f"Position-embedding cosine similarity in the z patch plane {k}\n"
+                    "(panel = reference patch; pixels = every patch of the plane)")
+    for i in range(grid):
+        for j in range(grid):
+            axis = axes[grid - 1 - i, j]  # RA increases upwards, as in the attention maps
+            image = axis.imshow(plane[i, j], origin="lower", vmin=-1, vmax=1, cmap="viridis")
+            axis.set_xticks([])
+            axis.set_yticks([])
+    figure.colorbar(image, ax=axes, shrink=0.6, label="cosine similarity")
+    return save_figure(figure, path)
+
+
+def _z_profile_figure(similarity: np.ndarray, grid: int, path: Path) -> Path:
+    """Similarity of a central-column patch at each z to all patches: mean over the others'
+    (RA, DEC), as a function of their z — shows whether the embedding learned depth order."""
+    volume = similarity.reshape(grid, grid, grid, grid, grid, grid)
+    centre = grid // 2
+    profile = volume[centre, centre].mean(axis=(2, 3))  # (z_ref, z_other)
+    figure, axis = plt.subplots(figsize=(5, 4.2), layout="constrained")
+    image = axis.imshow(profile, origin="lower", cmap="viridis")
+    axis.set_xlabel("z patch of the others")
+    axis.set_ylabel("z patch of the reference (central RA, DEC)")
+    axis.set_title("Position-embedding similarity along redshift")
+    figure.colorbar(image, ax=axis, label="mean cosine similarity")
+    return save_figure(figure, path)
+
+
+@torch.no_grad()
+def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathLike[str],
+                            output_dir: Path, device: torch.device) -> dict[str, Path]:
+    """Attention per head (last layer), rollout and position-embedding figures of the ViT,
+    for the first light cone of the test split; returns name -> PNG path."""
+    with h5py.File(dataset_path, "r") as handle:
+        split = handle["split"].asstr()[...]
+        index = int(np.flatnonzero(split == "test")[0]) if np.any(split == "test") else 0
+        sim_id = handle["ids"].asstr()[index]
+        x = torch.as_tensor(handle["inputs"][index:index + 1], device=device)
+    model.eval()
+    _, _, attentions = model(x, return_attention=True)
+    layers = [attention[0].double().cpu().numpy() for attention in attentions]
+    pool = model.config.pool
+    grid = round((layers[0].shape[-1] - 1) ** (1 / 3))
+    heads = attention_to_patches(layers[-1], pool, grid)
+    rollout = _pooled_row(attention_rollout(layers), pool).reshape(1, grid, grid, grid)
+    patch = model.config.patch_size
+    volume = x[0, 0].double().cpu().numpy()
+    patch_means = volume.reshape(grid, patch, grid, patch, grid, patch).mean(axis=(1, 3, 5))
+    similarity = position_similarity(model.pos_embedding.detach().cpu().numpy())
+    return {
+        "attention_heads": _map_rows(
+            heads, [f"head {h}" for h in range(len(heads))],
+            f"Last-layer attention of the {pool} token to each patch (light cone {sim_id})",
+            output_dir / "attention_heads.png"),
+        "attention_rollout": _map_rows(
+            np.concatenate([patch_means[None], rollout]), ["input (patch mean)", "rollout"],
+            f"Attention rollout over {len(layers)} layers (light cone {sim_id})",
+            output_dir / "attention_rollout.png"),
+        "position_similarity": _similarity_grid(similarity, grid,
+                                                output_dir / "position_similarity.png"),
+        "position_similarity_z": _z_profile_figure(similarity, grid,
+                                                   output_dir / "position_similarity_z.png"),
+    }

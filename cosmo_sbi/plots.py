@@ -1,0 +1,156 @@
+"""Evaluation figures (matplotlib, Agg backend, PNG), for one model or side by side.
+
+Every function takes ``predictions``: model name -> predictions table (cosmo_sbi.evaluate),
+draws the CNN in blue and the ViT in red, writes ``path`` atomically and returns it (None
+when the tables hold nothing to draw, e.g. no fiducial rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from astropy.table import Table  # noqa: E402
+
+from cosmo_sbi import PARAMETER_NAMES  # noqa: E402
+from cosmo_sbi.dataset import FIDUCIAL_SPLIT  # noqa: E402
+from cosmo_sbi.evaluate import (  # noqa: E402
+    coverage_curve,
+    parameter_arrays,
+    r_squared,
+    regression_slope,
+)
+from cosmo_sbi.io import atomic_path  # noqa: E402
+
+MODEL_COLOURS = {"cnn": "tab:blue", "vit": "tab:red"}
+LABELS = {"Omega_m": r"$\Omega_m$", "sigma_8": r"$\sigma_8$", "w0": r"$w_0$", "wa": r"$w_a$",
+          "n_s": r"$n_s$", "h": r"$h$"}
+DPI = 120
+
+
+def _colour(model: str) -> str:
+    return MODEL_COLOURS.get(model, "tab:gray")
+
+
+def _parameter_grid(title: str) -> tuple[plt.Figure, np.ndarray]:
+    figure, axes = plt.subplots(2, 3, figsize=(12, 7.5), layout="constrained")
+    figure.suptitle(title)
+    return figure, axes.ravel()
+
+
+def save_figure(figure: plt.Figure, path: Path) -> Path:
+    """Write ``figure`` as PNG atomically (no software tag: identical bytes each run); close it."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(figure)
+    return path
+
+
+def _prior_box(table: Table) -> tuple[np.ndarray, np.ndarray] | None:
+    if "prior_lower" not in table.meta:
+        return None
+    return np.asarray(table.meta["prior_lower"]), np.asarray(table.meta["prior_upper"])
+
+
+def predicted_vs_true(predictions: Mapping[str, Table], path: Path,
+                      split: str = "test") -> Path | None:
+    """Predicted mean +- sigma against the truth, one panel per parameter, on ``split``."""
+    figure, axes = _parameter_grid(f"Latin-hypercube {split} split: predicted vs true")
+    drawn = False
+    for model, table in predictions.items():
+        true, mean, sigma = parameter_arrays(table, split)
+        if len(true) < 2:
+            continue
+        drawn = True
+        slope, r2 = regression_slope(true, mean), r_squared(true, mean)
+        for index, axis in enumerate(axes):
+            axis.errorbar(true[:, index], mean[:, index], yerr=sigma[:, index], fmt="o",
+                          ms=3, lw=0.8, alpha=0.7, color=_colour(model),
+                          label=f"{model}: slope {slope[index]:.2f}, $R^2$ {r2[index]:.2f}")
+    if not drawn:
+        plt.close(figure)
+        return None
+    box = _prior_box(next(iter(predictions.values())))
+    for index, (axis, name) in enumerate(zip(axes, PARAMETER_NAMES, strict=True)):
+        low, high = (box[0][index], box[1][index]) if box else axis.get_xlim()
+        axis.plot([low, high], [low, high], "k--", lw=1, label="truth")
+        axis.axhline((low + high) / 2, color="0.6", lw=0.8, ls=":", label="prior centre")
+        axis.set_xlabel(f"true {LABELS[name]}")
+        axis.set_ylabel(f"predicted {LABELS[name]}")
+        axis.legend(fontsize=7, loc="upper left")
+    return save_figure(figure, path)
+
+
+def fiducial_histograms(predictions: Mapping[str, Table], path: Path) -> Path | None:
+    """Histograms of the predicted means over the fiducial seeds; the truth as a line."""
+    figure, axes = _parameter_grid("Fiducial cosmology: predicted means over seeds")
+    drawn = False
+    for model, table in predictions.items():
+        true, mean, _ = parameter_arrays(table, FIDUCIAL_SPLIT)
+        if len(true) < 2:
+            continue
+        drawn = True
+        for index, axis in enumerate(axes):
+            axis.hist(mean[:, index], bins="auto", histtype="stepfilled", alpha=0.45,
+                      color=_colour(model),
+                      label=f"{model}: {mean[:, index].mean():.4g} "
+                            f"$\\pm$ {mean[:, index].std(ddof=1):.2g}")
+            axis.axvline(true[0, index], color="k", lw=1.2)
+    if not drawn:
+        plt.close(figure)
+        return None
+    box = _prior_box(next(iter(predictions.values())))
+    for index, (axis, name) in enumerate(zip(axes, PARAMETER_NAMES, strict=True)):
+        if box:
+            axis.set_xlim(box[0][index], box[1][index])  # the prior: shrinkage is visible
+        axis.set_xlabel(f"predicted {LABELS[name]} (line: truth; range: prior)")
+        axis.legend(fontsize=7)
+    return save_figure(figure, path)
+
+
+def coverage(predictions: Mapping[str, Table], path: Path, split: str = "test") -> Path | None:
+    """Empirical against expected coverage of central Gaussian intervals on ``split``."""
+    levels = np.linspace(0.02, 0.98, 49)
+    figure, axes = _parameter_grid(f"Calibration on the {split} split (Gaussian intervals)")
+    drawn = False
+    for model, table in predictions.items():
+        true, mean, sigma = parameter_arrays(table, split)
+        if len(true) < 2:
+            continue
+        drawn = True
+        empirical = coverage_curve(true, mean, sigma, levels)
+        for index, axis in enumerate(axes):
+            axis.plot(levels, empirical[:, index], color=_colour(model), label=model)
+    if not drawn:
+        plt.close(figure)
+        return None
+    for axis, name in zip(axes, PARAMETER_NAMES, strict=True):
+        axis.plot([0, 1], [0, 1], "k--", lw=1)
+        axis.set_xlabel("expected coverage")
+        axis.set_ylabel("empirical coverage")
+        axis.set_title(LABELS[name])
+        axis.legend(fontsize=7, loc="upper left")
+    return save_figure(figure, path)
+
+
+def training_curves(histories: Mapping[str, Mapping[str, np.ndarray]], path: Path) -> Path:
+    """Every ``*loss*`` column of each model's history against epoch (validation dashed)."""
+    figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for model, history in histories.items():
+        epochs = history.get("epoch", np.arange(1, len(next(iter(history.values()))) + 1))
+        for column, values in history.items():
+            if "loss" not in column:
+                continue
+            style = "--" if ("val" in column or "valid" in column) else "-"
+            axis.plot(epochs, values, style, color=_colour(model), label=f"{model} {column}")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.set_title("Training curves")
+    axis.legend(fontsize=8)
+    return save_figure(figure, path)
