@@ -1,0 +1,168 @@
+"""The networks: sizes of the paper presets, shapes, attention maps, FLOPs, config errors,
+loading trained weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi.config import ConfigError
+from cosmo_sbi.models import (
+    MODEL_CONFIG_FILE,
+    WEIGHTS_FILE,
+    build_model,
+    count_parameters,
+    describe,
+    load_trained,
+    peak_bf16_flops,
+)
+
+N_PARAMS = len(PARAMETER_NAMES)
+
+
+@pytest.mark.parametrize(("name", "paper_count"), [("cnn", 9.2e6), ("vit", 22.4e6)])
+def test_paper_presets_match_the_published_parameter_counts(name: str, paper_count: float):
+    # Hwang, Sabiu et al. 2023 quote 9.2M (CNN) and 22.4M (ViT) to one decimal; 2% is the
+    # agreed tolerance for an architecture matched in size rather than layer by layer.
+    count = count_parameters(build_model(name, {"preset": "paper"}, grid_size=64))
+    assert count == pytest.approx(paper_count, rel=0.02)
+
+
+def test_paper_vit_cuts_64_cubed_into_512_patches_plus_cls():
+    model = build_model("vit", {"preset": "paper"}, grid_size=64)
+    assert model.n_patches == 512
+    assert tuple(model.pos_embedding.shape) == (1, 513, 384)
+
+
+@pytest.mark.parametrize(("name", "grid_size"), [("cnn", 16), ("cnn", 32), ("vit", 16),
+                                                 ("vit", 32)])
+def test_forward_gives_a_mean_and_log_variance_per_parameter(name: str, grid_size: int):
+    model = build_model(name, {"preset": "small"}, grid_size=grid_size).eval()
+    mean, log_var = model(torch.randn(3, 1, grid_size, grid_size, grid_size))
+    assert mean.shape == log_var.shape == (3, N_PARAMS)
+    assert mean.dtype == log_var.dtype == torch.float32
+    assert not torch.equal(mean[0], mean[1])  # different inputs, different predictions
+
+
+@pytest.mark.parametrize("name", ["cnn", "vit"])
+def test_a_wrong_input_shape_is_rejected_with_the_expected_shape(name: str):
+    model = build_model(name, {"preset": "small"}, grid_size=16)
+    with pytest.raises(ValueError, match=r"\(B, 1, 16, 16, 16\)"):
+        model(torch.randn(2, 1, 16, 16, 8))
+
+
+def test_attention_maps_are_distributions_that_reproduce_the_sdpa_output():
+    torch.manual_seed(0)
+    model = build_model("vit", {"preset": "small", "patch_size": 4}, grid_size=16).eval()
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        mean, log_var = model(x)  # scaled_dot_product_attention path
+        mean_explicit, log_var_explicit, maps = model(x, return_attention=True)
+    tokens = 1 + (16 // 4) ** 3
+    assert len(maps) == model.config.depth
+    for weights in maps:
+        assert weights.shape == (2, model.config.heads, tokens, tokens)
+        assert torch.all(weights >= 0)
+        # float32 softmax over 65 keys: the sum is 1 to a few ulps (~1e-7); 1e-5 is generous.
+        torch.testing.assert_close(weights.sum(dim=-1), torch.ones(2, model.config.heads,
+                                                                   tokens), atol=1e-5, rtol=0)
+    # Same maths, different kernels (fused SDPA vs softmax then matmul): float32 rounding
+    # differences of ~1e-6 relative; assert_close's float32 defaults (rtol 1.3e-6, atol 1e-5).
+    torch.testing.assert_close(mean_explicit, mean)
+    torch.testing.assert_close(log_var_explicit, log_var)
+    assert not torch.allclose(maps[0][0, 0], maps[0][0, 0].mean())  # not uniform attention
+
+
+def test_attention_weights_are_only_computed_when_asked():
+    model = build_model("vit", {"preset": "small"}, grid_size=16).eval()
+    assert len(model(torch.randn(1, 1, 16, 16, 16))) == 2
+
+
+def test_mean_pooling_is_available():
+    model = build_model("vit", {"preset": "small", "pool": "mean"}, grid_size=16).eval()
+    mean, _ = model(torch.randn(1, 1, 16, 16, 16))
+    assert mean.shape == (1, N_PARAMS)
+
+
+def test_a_patch_size_that_does_not_divide_the_grid_names_the_field():
+    with pytest.raises(ValueError, match=r"models\.vit\.patch_size.*grid size 20.*got 8"):
+        build_model("vit", {"preset": "small", "patch_size": 8}, grid_size=20)
+
+
+def test_too_many_cnn_stages_for_the_grid_names_the_field():
+    with pytest.raises(ValueError, match=r"models\.cnn\.channels"):
+        build_model("cnn", {"preset": "paper"}, grid_size=16)  # 5 halvings need >= 32
+
+
+def test_overrides_replace_preset_fields():
+    model = build_model("cnn", {"preset": "small", "channels": [4, 8], "head_hidden": 16},
+                        grid_size=16)
+    assert model.config.channels == (4, 8)
+    assert model.config.head_hidden == 16
+    # 1->4 and 4->8 convolutions (27 weights each, no bias) + batch-norm pairs + the head
+    expected = 27 * 4 + 2 * 4 + 27 * 4 * 8 + 2 * 8 + (8 * 16 + 16) + (16 * 12 + 12)
+    assert count_parameters(model) == expected
+
+
+@pytest.mark.parametrize(("config", "field"), [
+    ({"preset": "small", "chanels": [4, 8]}, "models.cnn.chanels"),
+    ({"preset": "huge"}, "models.cnn.preset"),
+])
+def test_unknown_fields_and_presets_are_named(config: dict, field: str):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        build_model("cnn", config)
+
+
+@pytest.mark.parametrize(("name", "grid_size", "overrides"), [
+    ("cnn", 32, {}),
+    ("vit", 16, {"patch_size": 4}),
+])
+def test_analytic_flops_match_torch_flop_counter(name: str, grid_size: int, overrides: dict):
+    model = build_model(name, {"preset": "small", **overrides}, grid_size=grid_size).eval()
+    x = torch.randn(1, 1, grid_size, grid_size, grid_size)
+    # The explicit attention path: FlopCounterMode counts its matmuls but has no formula
+    # for the CPU SDPA kernel. Both count 2 FLOPs per multiply-add of convolutions and
+    # matrix products only, so they agree exactly.
+    kwargs = {"return_attention": True} if name == "vit" else {}
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, **kwargs)
+    assert model.forward_flops_per_sample() == counter.get_total_flops()
+
+
+def test_peak_flops_table_knows_h100_and_h200():
+    assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_bf16_flops("NVIDIA H200") == 989e12
+    assert peak_bf16_flops("cpu") is None
+
+
+def _save_model_dir(directory, name: str, model: torch.nn.Module) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_CONFIG_FILE).write_text(json.dumps(describe(name, model)))
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+
+
+@pytest.mark.parametrize("name", ["cnn", "vit"])
+def test_load_trained_rebuilds_the_same_model(tmp_path, name: str):
+    torch.manual_seed(1)
+    model = build_model(name, {"preset": "small", "dropout": 0.3}, grid_size=16).eval()
+    _save_model_dir(tmp_path, name, model)
+    loaded = load_trained(tmp_path)
+    assert not loaded.training
+    assert loaded.config == model.config
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded(x), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_weights_of_another_config_raise_naming_the_file(tmp_path):
+    small = build_model("cnn", {"preset": "small"}, grid_size=16)
+    _save_model_dir(tmp_path, "cnn", small)
+    wider = build_model("cnn", {"preset": "small", "channels": [8, 16, 64]}, grid_size=16)
+    (tmp_path / MODEL_CONFIG_FILE).write_text(json.dumps(describe("cnn", wider)))
+    with pytest.raises(ValueError, match=rf"{tmp_path / WEIGHTS_FILE}.*do not match"):
+        load_trained(tmp_path)
