@@ -1,0 +1,87 @@
+"""The Snakemake DAG: planning at paper scale, errors before any job, precise reruns."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.workflow_utils import (
+    TINY_OVERLAY,
+    modification_times,
+    run_snakemake,
+    write_overlay,
+)
+
+
+def _planned_jobs(stdout: str) -> dict[str, int]:
+    """The job-count table Snakemake prints in a dry run."""
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", stdout, re.M)}
+
+
+def test_default_config_plans_1100_simulations(tmp_path: Path) -> None:
+    result = run_snakemake(tmp_path, REPO / "config.yaml", "-n", "--quiet", "rules")
+    jobs = _planned_jobs(result.stdout)
+    assert jobs["simulate_embedded"] == 1100
+    assert jobs["histogram"] == 1100
+    assert jobs["design"] == 2
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ({"design": {"latin_hypercube": {"ranges": {"h": [0.8, 0.6]}}}},
+         "design.latin_hypercube.ranges.h"),
+        ({"design": {"latin_hypercube": {"ranges": {"wa": [-0.3, 1.0]}}}}, "w0 \\+ wa < 0"),
+        ({"histogram": {"bins": [64, 64, -1]}}, "bins"),
+        ({"histogram": {"unknown_key": 1}}, "unknown_key"),
+        ({"lightcone": {"aperture_deg": 20.0}}, "lightcone.aperture_deg"),
+        ({"simulator": {"backend": "pinocchio",
+                        "pinocchio": {"executable": "/nonexistent/pinocchio.x"}}},
+         "simulator.pinocchio.executable"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path: Path, overlay: dict, message: str) -> None:
+    result = run_snakemake(tmp_path, write_overlay(tmp_path, overlay), check=False)
+    assert result.returncode != 0
+    assert re.search(message, result.stderr), result.stderr[-2000:]
+    assert not (tmp_path / "results" / "design").exists()
+    assert not (tmp_path / "results" / "sims").exists()
+
+
+@pytest.mark.slow
+def test_config_edits_rerun_only_what_they_touch(tmp_path: Path) -> None:
+    overlay = write_overlay(tmp_path, TINY_OVERLAY)
+    run_snakemake(tmp_path, overlay)
+    results = tmp_path / "results"
+    histograms = sorted((results / "histograms").rglob("*.h5"))
+    assert len(histograms) == 6
+    before = modification_times(results / "sims")
+
+    # a histogram setting: every histogram is remade, no simulation reruns
+    histogram_edit = {**TINY_OVERLAY, "histogram": {"bins": [8, 8, 8], "min_mass_msun_h": 2e13}}
+    hist_before = modification_times(results / "histograms")
+    run_snakemake(tmp_path, write_overlay(tmp_path, histogram_edit))
+    assert modification_times(results / "sims") == before
+    hist_after = modification_times(results / "histograms")
+    assert all(hist_after[name] != hist_before[name] for name in hist_before)
+
+    # one parameter range: the Latin-hypercube simulations rerun, the fiducial ones do not
+    range_edit = {**histogram_edit,
+                  "design": {**TINY_OVERLAY["design"],
+                             "latin_hypercube": {"n_simulations": 4,
+                                                 "ranges": {"Omega_m": [0.26, 0.4]}}}}
+    run_snakemake(tmp_path, write_overlay(tmp_path, range_edit))
+    after = modification_times(results / "sims")
+    for name, mtime in before.items():
+        if name.startswith("fiducial/"):
+            assert after[name] == mtime, name
+        else:
+            assert after[name] != mtime, name
+
+    # nothing left to do, and no temporary file was left behind anywhere
+    dry = run_snakemake(tmp_path, write_overlay(tmp_path, range_edit), "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    assert not list(results.rglob("*.tmp-*"))
