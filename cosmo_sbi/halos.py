@@ -3,7 +3,7 @@
 Masses are M_200m [Msun/h] (200 times the mean matter density), number densities comoving
 [(Mpc/h)^-3]. sigma(M) at z = 0 and its slope are tabulated once per cosmology (cubic
 spline in ln M over ``MASS_TABLE_RANGE``) and scaled by D1(z), so a call on ~100 redshifts x
-~100 masses costs well under a millisecond after the first (see benchmarks/halos.py).
+~100 masses costs well under a millisecond after the first (see benchmarks/bench_halos.py).
 
 Broadcasting: ``mass`` and ``z`` are crossed, the result has shape ``z.shape + mass.shape``
 (a (Z,) redshift array and an (M,) mass array give (Z, M); scalars drop their axis).
