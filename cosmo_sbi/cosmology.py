@@ -68,12 +68,11 @@ class Cosmology:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, int | float | np.floating | np.integer) or not math.isfinite(
-                value
-            ):
+            is_number = isinstance(value, int | float | np.integer | np.floating)
+            if isinstance(value, bool) or not is_number or not math.isfinite(value):
                 raise ValueError(f"cosmology parameter {field.name} must be a finite number, "
                                  f"got {value!r}")
-            object.__setattr__(self, field.name, float(value))
+            object.__setattr__(self, field.name, float(value))  # numpy scalars -> float
         if not 0.0 < self.Omega_m <= 1.0:
             raise ValueError(f"Omega_m must be in (0, 1], got {self.Omega_m}")
         if self.sigma_8 <= 0.0:
@@ -103,7 +102,7 @@ class Cosmology:
         missing = [name for name in required if name not in params]
         if missing:
             raise ValueError(f"cosmology parameters missing: {missing}; got keys {sorted(params)}")
-        return cls(**{name: float(params[name]) for name in names if name in params})
+        return cls(**{name: params[name] for name in names if name in params})
 
     # ---------------------------------------------------------------- background
     @cached_property

@@ -264,6 +264,7 @@ def test_from_params_names_missing_parameters():
     ({"h": 0.0}, "h must"),
     ({"Omega_b": 0.5}, "Omega_b"),
     ({"n_s": float("nan")}, "n_s"),
+    ({"h": "0.7"}, "h must be a finite number"),
 ])
 def test_bad_parameters_raise_naming_the_parameter(change, name):
     with pytest.raises(ValueError, match=name):
