@@ -8,7 +8,8 @@ seeds then give the scatter and bias at one cosmology.
 
 Outputs in ``output_dir``: ``predictions.ecsv`` (one row per simulation: id, set, split and
 per parameter ``<name>_true``, ``<name>_mean``, ``<name>_sigma`` in physical units),
-``metrics.json`` and the PNG figures listed in ``metrics.json["figures"]``.
+``metrics.json``, a copy of the training ``history.csv`` and the PNG figures listed in
+``metrics.json["figures"]``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,16 @@ def regression_slope(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return np.sum(centred_true * centred_predicted, axis=0) / np.sum(centred_true**2, axis=0)
 
 
+def slope_standard_error(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Standard error (P,) of :func:`regression_slope` from the scatter about the fitted line
+    (ordinary least squares, N - 2 degrees of freedom)."""
+    slope = regression_slope(true, predicted)
+    centred_true = true - true.mean(axis=0)
+    residual = predicted - predicted.mean(axis=0) - slope * centred_true
+    dof = max(true.shape[0] - 2, 1)
+    return np.sqrt(np.sum(residual**2, axis=0) / dof / np.sum(centred_true**2, axis=0))
+
+
 def interval_coverage(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray,
                       level: float) -> np.ndarray:
     """Fraction (P,) of truths inside the central Gaussian interval of probability ``level``."""
@@ -91,10 +103,12 @@ def coverage_curve(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray,
 
 
 def split_metrics(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> dict[str, dict]:
-    """Per parameter: RMSE, R^2, slope, bias, mean sigma and Gaussian interval coverages."""
+    """Per parameter: RMSE, R^2, slope and its standard error, bias, mean sigma and the
+    coverages of the Gaussian intervals (COVERAGE_LEVELS)."""
     columns = {
         "rmse": rmse(true, mean), "r2": r_squared(true, mean),
-        "slope": regression_slope(true, mean), "bias": mean_bias(true, mean),
+        "slope": regression_slope(true, mean),
+        "slope_stderr": slope_standard_error(true, mean), "bias": mean_bias(true, mean),
         "mean_sigma": np.mean(sigma, axis=0),
         **{f"coverage_{round(100 * level)}": interval_coverage(true, mean, sigma, level)
            for level in COVERAGE_LEVELS},
@@ -215,7 +229,9 @@ def write_evaluation(config: Config, model_name: str, table: Table,
         "coverage": plots.coverage(predictions, output_dir / "coverage.png"),
     }
     history_path = model_dir / HISTORY_FILE
-    if history_path.exists():
+    if history_path.exists():  # copied so the report needs only the evaluation folders
+        with atomic_path(output_dir / HISTORY_FILE) as temporary:
+            shutil.copyfile(history_path, temporary)
         figures["training_curves"] = plots.training_curves(
             {model_name: read_history(history_path)}, output_dir / "training_curves.png")
     metrics = {

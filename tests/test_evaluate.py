@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.stats import norm
+from scipy.stats import linregress, norm
 
 from cosmo_sbi.evaluate import (
     coverage_curve,
@@ -15,6 +15,7 @@ from cosmo_sbi.evaluate import (
     r_squared,
     regression_slope,
     rmse,
+    slope_standard_error,
     split_metrics,
 )
 from cosmo_sbi.interpret import (
@@ -65,6 +66,14 @@ def test_shrinkage_slope_is_exact(truth: np.ndarray) -> None:
     np.testing.assert_allclose(regression_slope(truth, shrunk), 0.3, rtol=1e-10)
     np.testing.assert_allclose(mean_bias(truth, shrunk), 0.01 - 0.7 * (truth.mean(0) - centre),
                                rtol=1e-9)
+
+
+def test_slope_standard_error_matches_scipy(truth: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    noisy = 0.6 * truth[:50] + 0.02 * rng.standard_normal((50, 6))
+    expected = [linregress(truth[:50, i], noisy[:, i]).stderr for i in range(6)]
+    # the same OLS formula evaluated two ways: agreement to float64 round-off
+    np.testing.assert_allclose(slope_standard_error(truth[:50], noisy), expected, rtol=1e-9)
 
 
 def test_calibrated_gaussian_errors_cover_68_and_95(truth: np.ndarray) -> None:

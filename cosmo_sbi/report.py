@@ -1,0 +1,231 @@
+"""Side-by-side report of the evaluated models: ``summary.md``, ``comparison.csv`` and the
+comparison figures (both models on the same axes) in ``output_dir``.
+
+``comparison.csv`` has one row per (section, parameter, metric) and one column per model;
+section is ``test`` / ``validation`` / ``train`` (Latin-hypercube splits), ``fiducial`` or
+``training`` (parameter = ``all``: parameter count, wall time, throughput, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi.config import Config
+from cosmo_sbi.dataset import SPLITS
+from cosmo_sbi.evaluate import (
+    COVERAGE_LEVELS,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    read_history,
+    read_predictions,
+)
+from cosmo_sbi.io import atomic_path
+
+SUMMARY_FILE = "summary.md"
+COMPARISON_FILE = "comparison.csv"
+TRAINING_FIELDS: tuple[str, ...] = (
+    "parameters", "wall_time_s", "samples_per_second", "mfu", "training_flops_per_sample",
+    "epochs_run", "best_epoch", "best_val_loss", "stopped_early", "device", "world_size",
+    "train_samples", "validation_samples",
+)
+PRIOR_DOMINATED_SLOPE = 0.2
+"""Below this test-split slope a parameter's predictions barely follow the truth."""
+
+
+def load_evaluation(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """metrics.json of one evaluation folder, plus its ``directory``."""
+    directory = Path(directory)
+    path = directory / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{path}: missing; expected an evaluation folder written by "
+                                "`cosmo-sbi evaluate`") from error
+    if "model" not in metrics or "test" not in metrics:
+        raise ValueError(f"{path}: expected the keys 'model' and 'test' of cosmo_sbi metrics")
+    metrics["directory"] = directory
+    return metrics
+
+
+def comparison_rows(evaluations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows {section, parameter, metric, <model>: value, ...} covering every metric."""
+    models = [evaluation["model"] for evaluation in evaluations]
+    keys: dict[tuple[str, str, str], None] = {}
+    for evaluation in evaluations:
+        for section in (*SPLITS, "fiducial"):
+            for parameter, values in evaluation.get(section, {}).get("parameters", {}).items():
+                for metric in values:
+                    keys[(section, parameter, metric)] = None
+        for field in TRAINING_FIELDS:
+            if field in evaluation.get("training", {}):
+                keys[("training", "all", field)] = None
+    rows = []
+    for section, parameter, metric in keys:
+        row: dict[str, Any] = {"section": section, "parameter": parameter, "metric": metric}
+        for model, evaluation in zip(models, evaluations, strict=True):
+            if section == "training":
+                row[model] = evaluation["training"].get(metric, "")
+            else:
+                values = evaluation.get(section, {}).get("parameters", {}).get(parameter, {})
+                row[model] = values.get(metric, "")
+        rows.append(row)
+    return rows
+
+
+def _format(value: Any, digits: int = 3) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool | str):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _test_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
+    coverage_keys = [f"coverage_{round(100 * level)}" for level in COVERAGE_LEVELS]
+    header = ["parameter", "model", "slope", "R^2", "RMSE", "bias", "mean sigma",
+              *[f"cov {round(100 * level)}%" for level in COVERAGE_LEVELS], "note"]
+    rows = []
+    for name in PARAMETER_NAMES:
+        for evaluation in evaluations:
+            values = evaluation["test"]["parameters"][name]
+            note = ("prior-dominated" if values["slope"] + 2 * values.get("slope_stderr", 0.0)
+                    < PRIOR_DOMINATED_SLOPE else "")
+            slope = f"{values['slope']:.2f} ± {values.get('slope_stderr', float('nan')):.2f}"
+            rows.append([name, evaluation["model"], slope, _format(values["r2"], 2),
+                         _format(values["rmse"]), _format(values["bias"], 2),
+                         _format(values["mean_sigma"]),
+                         *[_format(values[key], 2) for key in coverage_keys], note])
+    return _table(header, rows)
+
+
+def _fiducial_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
+    header = ["parameter", "truth", *[f"{e['model']} mean ± std (bias)" for e in evaluations]]
+    rows = []
+    for name in PARAMETER_NAMES:
+        cells = []
+        for evaluation in evaluations:
+            values = evaluation["fiducial"]["parameters"][name]
+            cells.append(f"{values['mean']:.4g} ± {values['std']:.2g} ({values['bias']:+.2g})")
+        truth = evaluations[0]["fiducial"]["parameters"][name]["truth"]
+        rows.append([name, f"{truth:.4g}", *cells])
+    return _table(header, rows)
+
+
+def _training_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
+    header = ["", *[evaluation["model"] for evaluation in evaluations]]
+    rows = [[field, *[_format(evaluation.get("training", {}).get(field)) for evaluation in
+                      evaluations]] for field in TRAINING_FIELDS]
+    return _table(header, rows)
+
+
+def _link(target: Path, output_dir: Path) -> str:
+    return Path(os.path.relpath(target, output_dir)).as_posix()
+
+
+def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
+                     comparison_figures: Mapping[str, Path], output_dir: Path) -> str:
+    """The text of summary.md."""
+    models = ", ".join(evaluation["model"] for evaluation in evaluations)
+    n_test = evaluations[0]["test"]["n"]
+    n_fiducial = evaluations[0].get("fiducial", {}).get("n", 0)
+    coverage_error = np.sqrt(0.68 * 0.32 / n_test)
+    lines = [
+        f"# cosmo_sbi: {models} compared",
+        "",
+        f"Latin hypercube of {config['design']['latin_hypercube']['n_simulations']} "
+        f"cosmologies ({n_test} in the test split), {n_fiducial} fiducial seeds; "
+        f"training loss `{config['training']['loss']}`, up to {config['training']['epochs']} "
+        "epochs.",
+        "",
+        "## Latin-hypercube test split",
+        "",
+        "Slope of predicted on true (± its standard error): near 1 the network reads the "
+        "parameter from the light cone; near 0 it predicts the prior centre whatever the "
+        f"input (`prior-dominated`: slope + 2 s.e. < {PRIOR_DOMINATED_SLOPE}). R^2 is about the "
+        "identity line (0 = as good as predicting the mean truth). Coverage: fraction of truths "
+        "inside the central Gaussian interval from the predicted sigma; with "
+        f"{n_test} test cosmologies its standard error is about {coverage_error:.2f}.",
+        "",
+        *_test_table(evaluations),
+        "",
+        "## Fiducial seeds",
+        "",
+        "Scatter and bias of the predicted means over seeds at one cosmology. w0 = -1 and "
+        "wa = 0 sit at the centre of their prior ranges, so a small bias there is no evidence "
+        "of information: read it with the test-split slope above.",
+        "",
+        *(_fiducial_table(evaluations) if all("fiducial" in e for e in evaluations)
+          else ["(no fiducial predictions)"]),
+        "",
+        "## Training",
+        "",
+        *_training_table(evaluations),
+        "",
+        "## Figures",
+        "",
+        *[f"- [{name}]({_link(path, output_dir)})" for name, path in comparison_figures.items()],
+    ]
+    for evaluation in evaluations:
+        directory = Path(evaluation["directory"])
+        lines += ["", f"### {evaluation['model']}", ""]
+        lines += [f"- [{name}]({_link(directory / file, output_dir)})"
+                  for name, file in evaluation.get("figures", {}).items()]
+        lines += [f"- [metrics]({_link(directory / METRICS_FILE, output_dir)}), "
+                  f"[predictions]({_link(directory / PREDICTIONS_FILE, output_dir)})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str]],
+                 output_dir: str | os.PathLike[str]) -> None:
+    """Write summary.md, comparison.csv and the comparison figures to ``output_dir``."""
+    from cosmo_sbi import plots
+
+    output_dir = Path(output_dir)
+    evaluations = [load_evaluation(directory) for directory in evaluation_dirs]
+    models = [evaluation["model"] for evaluation in evaluations]
+    if len(set(models)) != len(models):
+        raise ValueError(f"evaluation folders {list(map(str, evaluation_dirs))} repeat a model "
+                         f"({models}); expected one folder per model")
+    predictions = {e["model"]: read_predictions(e["directory"] / PREDICTIONS_FILE)
+                   for e in evaluations}
+    figures = {
+        "predicted_vs_true": plots.predicted_vs_true(predictions,
+                                                     output_dir / "predicted_vs_true.png"),
+        "fiducial": plots.fiducial_histograms(predictions, output_dir / "fiducial.png"),
+        "coverage": plots.coverage(predictions, output_dir / "coverage.png"),
+    }
+    histories = {e["model"]: read_history(e["directory"] / HISTORY_FILE)
+                 for e in evaluations if (e["directory"] / HISTORY_FILE).exists()}
+    if histories:
+        figures["training_curves"] = plots.training_curves(histories,
+                                                           output_dir / "training_curves.png")
+    figures = {name: path for name, path in figures.items() if path is not None}
+
+    rows = comparison_rows(evaluations)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["section", "parameter", "metric", *models],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(output_dir / COMPARISON_FILE) as temporary:
+        temporary.write_text(buffer.getvalue())
+    with atomic_path(output_dir / SUMMARY_FILE) as temporary:
+        temporary.write_text(summary_markdown(config, evaluations, figures, output_dir))
