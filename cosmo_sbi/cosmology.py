@@ -42,7 +42,7 @@ GROWTH_A_START = 1e-5
 """Growth ODEs start here (pure growing mode D1 = a, D2 = -3/7 a^2); z <= 1/a - 1 allowed."""
 _GROWTH_TABLE_NODES = 4_001
 
-_SIGMA_LOG_K = np.linspace(math.log(1e-5), math.log(1e4), 6_001)
+_SIGMA_LOG_K = np.linspace(math.log(1e-5), math.log(1e4), 3_001)
 """ln k grid [h/Mpc] of the sigma(R) integrals (Simpson in ln k); see tests for accuracy."""
 SIGMA_8_RADIUS_MPC_H = 8.0
 

@@ -39,7 +39,7 @@ CALIBRATED_REDSHIFT = (0.0, 2.5)
 CALIBRATED_OMEGA_M = (0.2, 0.4)
 MASS_TABLE_RANGE = (1e6, 1e17)
 """Masses [Msun/h] accepted by the mass function and bias (extent of the sigma(M) table)."""
-_MASS_TABLE_NODES = 441  # 40 per decade: spline error in ln sigma < 1e-7
+_MASS_TABLE_NODES = 441  # 40 per decade: spline error in ln sigma ~1e-7
 
 # Tinker et al. (2008), Table 2 at Delta = 200, and the redshift evolution of eqs. 5-8.
 _TINKER08_A0, _TINKER08_a0, _TINKER08_b0, _TINKER08_c = 0.186, 1.47, 2.57, 1.19

@@ -91,10 +91,11 @@ def test_mass_function_tables_match_direct_integration_between_nodes():
     f = (0.186 * zp1**-0.14 * ((sigma / (2.57 * zp1**-alpha)) ** (-1.47 * zp1**-0.06) + 1)
          * np.exp(-1.19 / sigma**2))
     expected = f * FIDUCIAL.mean_matter_density / masses * -slope
-    # Tinker et al. (2008) eqs. 3-8 with sigma from direct integration; the spline table
-    # (40 nodes per decade) adds < 1e-6.
+    # Tinker et al. (2008) eqs. 3-8 with sigma from direct integration. The spline table
+    # (40 nodes per decade) adds ~1e-7 to ln sigma, which exp(-c / sigma^2) amplifies ~10x
+    # at 1e15 Msun/h: measured 1.4e-6.
     np.testing.assert_allclose(calibrated(tinker08_dndlnm, FIDUCIAL, masses, z), expected,
-                               rtol=1e-6)
+                               rtol=1e-5)
 
 
 def test_broadcasting_shapes():
