@@ -14,7 +14,8 @@ File layout (``results/dataset.h5``), N = Latin-hypercube + fiducial histograms:
 Splits are grouped by cosmology and stable under reordering and additions (as in
 ltu-cmass): a simulation's split depends only on the SHA-256 of its cosmology, mapped to a
 uniform number in [0, 1) and compared with the cumulative ``dataset.split`` fractions, so
-several seeds of one cosmology can never straddle train and test.
+several seeds of one cosmology can never straddle train and test (a tiny Latin hypercube
+that leaves a split empty gets one cosmology moved into it: see :func:`assign_splits`).
 """
 
 from __future__ import annotations
@@ -87,12 +88,29 @@ def assign_splits(theta: np.ndarray, fractions: Mapping[str, float]) -> np.ndarr
     """Split name (N,) for Latin-hypercube parameters ``theta`` (N, 6).
 
     A cosmology goes to the first split of SPLITS whose cumulative fraction exceeds its hash
-    uniform, so the assignment depends on nothing but that cosmology.
+    uniform, so the assignment depends on nothing but that cosmology. Small sets can leave a
+    split empty by chance; then the cosmology of the largest split whose uniform lies
+    nearest the empty split's interval moves into it (still a function of the set of
+    cosmologies only, whatever their order). Needs at least len(SPLITS) cosmologies.
     """
-    uniforms = np.array([split_uniform(row) for row in np.asarray(theta)], dtype=np.float64)
-    edges = np.cumsum([fractions[name] for name in SPLITS])
-    edges[-1] = 1.0  # fractions sum to 1 up to rounding (checked by cosmo_sbi.config)
-    return np.asarray(SPLITS)[np.searchsorted(edges, uniforms, side="right")]
+    theta = np.asarray(theta, dtype=np.float64)
+    if len(theta) < len(SPLITS):
+        raise DatasetError(f"the Latin hypercube has {len(theta)} simulations; expected at "
+                           f"least {len(SPLITS)}, one per split {SPLITS}")
+    uniforms = np.array([split_uniform(row) for row in theta], dtype=np.float64)
+    upper_edges = np.cumsum([fractions[name] for name in SPLITS])
+    upper_edges[-1] = 1.0  # fractions sum to 1 up to rounding (checked by cosmo_sbi.config)
+    lower_edges = np.concatenate([[0.0], upper_edges[:-1]])
+    index = np.searchsorted(upper_edges, uniforms, side="right")
+    for empty in range(len(SPLITS)):
+        if np.any(index == empty):
+            continue
+        largest = np.argmax(np.bincount(index, minlength=len(SPLITS)))
+        members = np.flatnonzero(index == largest)
+        distance = np.maximum(lower_edges[empty] - uniforms[members],
+                              uniforms[members] - upper_edges[empty])
+        index[members[np.argmin(distance)]] = empty
+    return np.asarray(SPLITS)[index]
 
 
 def transform_counts(counts: np.ndarray, transform: str) -> np.ndarray:
@@ -202,12 +220,6 @@ def build_dataset(config: Config, latin_hypercube_paths: Sequence[str | os.PathL
     split = np.full(len(sources), FIDUCIAL_SPLIT, dtype=object)
     split[is_lh] = assign_splits(theta[is_lh], config["dataset"]["split"])
     counts_per_split = {name: int(np.sum(split == name)) for name in (*SPLITS, FIDUCIAL_SPLIT)}
-    empty = [name for name in SPLITS if counts_per_split[name] == 0]
-    if empty:
-        raise DatasetError(f"dataset.split {config['dataset']['split']}: splits {empty} are "
-                           f"empty for {int(is_lh.sum())} Latin-hypercube simulations; expected "
-                           "more simulations (design.latin_hypercube.n_simulations) or larger "
-                           "fractions")
     log.info("dataset splits: %s", counts_per_split)
 
     train = split == "train"

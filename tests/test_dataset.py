@@ -133,6 +133,19 @@ def test_splits_grouped_by_cosmology_and_fractions() -> None:
                                                                      / len(theta))
 
 
+def test_tiny_sets_fill_every_split_deterministically() -> None:
+    rng = np.random.default_rng(2)
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    for size in (3, 4, 6):
+        theta = rng.uniform(size=(size, 6))
+        splits = assign_splits(theta, fractions)
+        assert set(splits) == set(SPLITS)
+        order = rng.permutation(size)
+        np.testing.assert_array_equal(assign_splits(theta[order], fractions), splits[order])
+    with pytest.raises(DatasetError, match="at least 3"):
+        assign_splits(theta[:2], fractions)
+
+
 def test_parameter_scaling_round_trip(histograms) -> None:
     config, _ = histograms
     lower, upper = prior_bounds(config)
