@@ -48,8 +48,7 @@ def main() -> None:
         mass_function = best_seconds(lambda c=cosmo: tinker08_dndlnm(c, masses, z),
                                      args.repeats)
         bias = best_seconds(lambda c=cosmo: tinker10_bias(c, masses, z), args.repeats)
-        direct = best_seconds(lambda c=cosmo: (c.sigma_m(masses[None, :], z[:, None]),
-                                               c.dlnsigma_dlnr(c.lagrangian_radius(masses))),
+        direct = best_seconds(lambda c=cosmo: c.sigma_r_with_slope(c.lagrangian_radius(masses)),
                               max(1, args.repeats // 10))
         print(f"Omega_m {omega_m:.4f}: first call (tables) {first * 1e3:7.1f} ms; "
               f"tinker08 {mass_function * 1e3:.3f} ms, tinker10 {bias * 1e3:.3f} ms per "

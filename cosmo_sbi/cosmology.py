@@ -293,12 +293,15 @@ class Cosmology:
         variance, _ = self._variance_integrals(radius, self._power_amplitude, False)
         return self.growth_factor(z) * np.sqrt(variance)
 
-    def dlnsigma_dlnr(self, radius: ArrayLike) -> np.ndarray:
-        """Logarithmic slope d ln sigma / d ln R of the top-hat sigma (independent of z)."""
+    def sigma_r_with_slope(self, radius: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """(sigma(R, z = 0), d ln sigma / d ln R) for top-hat ``radius`` [Mpc/h], in one pass.
+
+        The slope is independent of z (sigma(R, z) = D1(z) sigma(R, 0)).
+        """
         radius = np.asarray(radius, dtype=np.float64)
         _check_range("radius [Mpc/h]", radius, 0.0, np.inf, open_low=True)
         variance, dvariance_dlnr = self._variance_integrals(radius, self._power_amplitude, True)
-        return 0.5 * dvariance_dlnr / variance
+        return np.sqrt(variance), 0.5 * dvariance_dlnr / variance
 
     @property
     def mean_matter_density(self) -> float:

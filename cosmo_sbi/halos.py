@@ -57,9 +57,9 @@ def _sigma_table(cosmo: Cosmology) -> CubicSpline:
     ln_mass = np.linspace(math.log(MASS_TABLE_RANGE[0]), math.log(MASS_TABLE_RANGE[1]),
                           _MASS_TABLE_NODES)
     radius = cosmo.lagrangian_radius(np.exp(ln_mass))
-    ln_sigma = np.log(cosmo.sigma_r(radius))
-    slope = cosmo.dlnsigma_dlnr(radius) / 3.0  # R ~ M^(1/3)
-    return CubicSpline(ln_mass, np.stack([ln_sigma, slope]), axis=1)
+    sigma, dlnsigma_dlnr = cosmo.sigma_r_with_slope(radius)
+    slope = dlnsigma_dlnr / 3.0  # R ~ M^(1/3)
+    return CubicSpline(ln_mass, np.stack([np.log(sigma), slope]), axis=1)
 
 
 def _sigma_and_slope(cosmo: Cosmology, mass: ArrayLike,

@@ -214,13 +214,15 @@ def test_sigma_matches_colossus(cosmo):
     np.testing.assert_allclose(cosmo.sigma_r(radii, z), reference, rtol=2e-4)
 
 
-def test_dlnsigma_dlnr_is_the_logarithmic_derivative():
+def test_sigma_slope_is_the_logarithmic_derivative():
     radii = np.logspace(-1, 2, 9)
     step = 1e-4
     numeric = (np.log(FIDUCIAL.sigma_r(radii * math.exp(step)))
                - np.log(FIDUCIAL.sigma_r(radii * math.exp(-step)))) / (2 * step)
+    sigma, slope = FIDUCIAL.sigma_r_with_slope(radii)
+    np.testing.assert_allclose(sigma, FIDUCIAL.sigma_r(radii), rtol=1e-14)  # D1(0) = 1
     # Central difference error ~ step^2 ~ 1e-8 relative.
-    np.testing.assert_allclose(FIDUCIAL.dlnsigma_dlnr(radii), numeric, rtol=1e-6)
+    np.testing.assert_allclose(slope, numeric, rtol=1e-6)
 
 
 def test_sigma_m_uses_the_lagrangian_radius():
