@@ -39,7 +39,9 @@ DISTANCE_TABLE_Z_MAX = 10.0
 """comoving_distance and redshift_at_distance cover 0 <= z <= this."""
 _DISTANCE_TABLE_NODES = 10_001
 GROWTH_A_START = 1e-5
-"""Growth ODEs start here (pure growing mode D1 = a, D2 = -3/7 a^2); z <= 1/a - 1 allowed."""
+"""Growth ODEs start here with the matter-era growing modes D1 = a, D2 = -3/7 a^2, exact
+while rho_DE / rho_m = (1 - Omega_m) / Omega_m a^(-3 (w0 + wa)) is negligible at this a:
+< 1e-4 for w0 + wa <= -0.3 (the prior has w0 + wa <= -0.4). Growth covers z <= 1/a - 1."""
 _GROWTH_TABLE_NODES = 4_001
 
 _SIGMA_LOG_K = np.linspace(math.log(1e-5), math.log(1e4), 3_001)
