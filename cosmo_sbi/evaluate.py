@@ -8,8 +8,8 @@ seeds then give the scatter and bias at one cosmology.
 
 Outputs in ``output_dir``: ``predictions.ecsv`` (one row per simulation: id, set, split and
 per parameter ``<name>_true``, ``<name>_mean``, ``<name>_sigma`` in physical units),
-``metrics.json``, a copy of the training ``history.csv`` and the PNG figures listed in
-``metrics.json["figures"]``.
+``metrics.json``, a copy of the training ``history.csv`` and the PNG figures under
+``figures/``, listed (relative to ``output_dir``) in ``metrics.json["figures"]``.
 """
 
 from __future__ import annotations
@@ -221,29 +221,28 @@ def write_evaluation(config: Config, model_name: str, table: Table,
     table.meta.update(provenance(model=model_name, model_dir=os.fspath(model_dir)))
     with atomic_path(output_dir / PREDICTIONS_FILE) as temporary:
         table.write(temporary, format="ascii.ecsv")
-    predictions = {model_name: table}
-    figures = {
-        "predicted_vs_true": plots.predicted_vs_true(predictions,
-                                                     output_dir / "predicted_vs_true.png"),
-        "fiducial": plots.fiducial_histograms(predictions, output_dir / "fiducial.png"),
-        "coverage": plots.coverage(predictions, output_dir / "coverage.png"),
-    }
     history_path = model_dir / HISTORY_FILE
+    histories = {}
     if history_path.exists():  # copied so the report needs only the evaluation folders
         with atomic_path(output_dir / HISTORY_FILE) as temporary:
             shutil.copyfile(history_path, temporary)
-        figures["training_curves"] = plots.training_curves(
-            {model_name: read_history(history_path)}, output_dir / "training_curves.png")
+        histories[model_name] = read_history(history_path)
+    figures = plots.standard_figures({model_name: table}, histories,
+                                     output_dir / plots.FIGURES_DIR)
     metrics = {
         "model": model_name,
         "loss": config["training"]["loss"],
         "coverage_levels": list(COVERAGE_LEVELS),
         **metrics_from_predictions(table),
         "training": dict(training_summary),
-        "figures": {key: path.name for key, path in figures.items() if path is not None},
+        "figures": {key: _relative(path, output_dir) for key, path in figures.items()},
         **provenance(),
     }
     return metrics
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix()
 
 
 def write_metrics(metrics: Mapping[str, Any], path: Path) -> None:
@@ -261,6 +260,7 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     added. Returns the metrics written to ``metrics.json`` (written last: it is the rule's
     completion marker).
     """
+    from cosmo_sbi import plots
     from cosmo_sbi.models import load_trained
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
@@ -277,8 +277,10 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     if hasattr(model, "pos_embedding"):
         from cosmo_sbi import interpret
 
-        figures = interpret.write_attention_figures(model, dataset_path, output_dir, device)
-        metrics["figures"].update({key: path.name for key, path in figures.items()})
+        figures = interpret.write_attention_figures(model, dataset_path,
+                                                    output_dir / plots.FIGURES_DIR, device)
+        metrics["figures"].update({key: _relative(path, output_dir)
+                                   for key, path in figures.items()})
     write_metrics(metrics, output_dir / METRICS_FILE)
     test = metrics.get("test", {}).get("parameters", {})
     for name, values in test.items():

@@ -121,9 +121,9 @@ def _z_profile_figure(similarity: np.ndarray, grid: int, path: Path) -> Path:
 
 @torch.no_grad()
 def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathLike[str],
-                            output_dir: Path, device: torch.device) -> dict[str, Path]:
+                            folder: Path, device: torch.device) -> dict[str, Path]:
     """Attention per head (last layer), rollout and position-embedding figures of the ViT,
-    for the first light cone of the test split; returns name -> PNG path."""
+    for the first light cone of the test split, in ``folder``; returns name -> PNG path."""
     with h5py.File(dataset_path, "r") as handle:
         split = handle["split"].asstr()[...]
         index = int(np.flatnonzero(split == "test")[0]) if np.any(split == "test") else 0
@@ -144,13 +144,13 @@ def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathL
         "attention_heads": _map_rows(
             heads, [f"head {h}" for h in range(len(heads))],
             f"Last-layer attention of the {pool} token to each patch (light cone {sim_id})",
-            output_dir / "attention_heads.png"),
+            folder / "attention_heads.png"),
         "attention_rollout": _map_rows(
             np.concatenate([patch_means[None], rollout]), ["input (patch mean)", "rollout"],
             f"Attention rollout over {len(layers)} layers (light cone {sim_id})",
-            output_dir / "attention_rollout.png"),
+            folder / "attention_rollout.png"),
         "position_similarity": _similarity_grid(similarity, grid,
-                                                output_dir / "position_similarity.png"),
+                                                folder / "position_similarity.png"),
         "position_similarity_z": _z_profile_figure(similarity, grid,
-                                                   output_dir / "position_similarity_z.png"),
+                                                   folder / "position_similarity_z.png"),
     }

@@ -27,6 +27,8 @@ from cosmo_sbi.evaluate import (  # noqa: E402
 )
 from cosmo_sbi.io import atomic_path  # noqa: E402
 
+FIGURES_DIR = "figures"
+"""Sub-folder of an evaluation or report folder that holds its PNG figures."""
 MODEL_COLOURS = {"cnn": "tab:blue", "vit": "tab:red"}
 LABELS = {"Omega_m": r"$\Omega_m$", "sigma_8": r"$\sigma_8$", "w0": r"$w_0$", "wa": r"$w_a$",
           "n_s": r"$n_s$", "h": r"$h$"}
@@ -154,3 +156,18 @@ def training_curves(histories: Mapping[str, Mapping[str, np.ndarray]], path: Pat
     axis.set_title("Training curves")
     axis.legend(fontsize=8)
     return save_figure(figure, path)
+
+
+def standard_figures(predictions: Mapping[str, Table],
+                     histories: Mapping[str, Mapping[str, np.ndarray]],
+                     folder: Path) -> dict[str, Path]:
+    """The figures of every evaluation (one model) and of the report (all models) in
+    ``folder``: predicted vs true, fiducial histograms, coverage, training curves."""
+    figures = {
+        "predicted_vs_true": predicted_vs_true(predictions, folder / "predicted_vs_true.png"),
+        "fiducial": fiducial_histograms(predictions, folder / "fiducial.png"),
+        "coverage": coverage(predictions, folder / "coverage.png"),
+        "training_curves": (training_curves(histories, folder / "training_curves.png")
+                            if histories else None),
+    }
+    return {name: path for name, path in figures.items() if path is not None}

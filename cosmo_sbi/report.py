@@ -1,5 +1,5 @@
 """Side-by-side report of the evaluated models: ``summary.md``, ``comparison.csv`` and the
-comparison figures (both models on the same axes) in ``output_dir``.
+comparison figures (both models on the same axes, under ``figures/``) in ``output_dir``.
 
 ``comparison.csv`` has one row per (section, parameter, metric) and one column per model;
 section is ``test`` / ``validation`` / ``train`` (Latin-hypercube splits), ``fiducial`` or
@@ -206,18 +206,9 @@ def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str
                          f"({models}); expected one folder per model")
     predictions = {e["model"]: read_predictions(e["directory"] / PREDICTIONS_FILE)
                    for e in evaluations}
-    figures = {
-        "predicted_vs_true": plots.predicted_vs_true(predictions,
-                                                     output_dir / "predicted_vs_true.png"),
-        "fiducial": plots.fiducial_histograms(predictions, output_dir / "fiducial.png"),
-        "coverage": plots.coverage(predictions, output_dir / "coverage.png"),
-    }
     histories = {e["model"]: read_history(e["directory"] / HISTORY_FILE)
                  for e in evaluations if (e["directory"] / HISTORY_FILE).exists()}
-    if histories:
-        figures["training_curves"] = plots.training_curves(histories,
-                                                           output_dir / "training_curves.png")
-    figures = {name: path for name, path in figures.items() if path is not None}
+    figures = plots.standard_figures(predictions, histories, output_dir / plots.FIGURES_DIR)
 
     rows = comparison_rows(evaluations)
     buffer = io.StringIO()

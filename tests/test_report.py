@@ -83,8 +83,11 @@ def test_evaluation_is_bit_identical(pipeline: dict, tmp_path: Path) -> None:
     root = pipeline["root"]
     evaluate_model(pipeline["config"], "vit", pipeline["dataset"], root / "models" / "vit",
                    tmp_path)
-    for path in sorted((root / "evaluation" / "vit").iterdir()):
-        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+    original = root / "evaluation" / "vit"
+    files = sorted(path.relative_to(original) for path in original.rglob("*") if path.is_file())
+    assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    for name in files:
+        assert (tmp_path / name).read_bytes() == (original / name).read_bytes(), name
 
 
 def test_report_tables_and_links(pipeline: dict) -> None:
