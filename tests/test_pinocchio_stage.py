@@ -322,3 +322,14 @@ def test_cli_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                      "--output", str(output)]) == 0
     _, attrs = read_lightcone(output)
     assert attrs["sim_id"] == "0002"
+
+
+def test_warns_when_smallest_halo_exceeds_mass_cut(tmp_path: Path, config: dict,
+                                                   rows: list[dict],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    setup_run(config, rows[0], tmp_path / "fine")  # 1500 Mpc/h, 1024^3: 10 particles < 1e13
+    assert "will miss halos" not in caplog.text
+    coarse = copy.deepcopy(config)
+    coarse["simulator"]["pinocchio"]["grid_size"] = 64  # particle mass ~4e15 Msun/h
+    setup_run(coarse, rows[0], tmp_path / "coarse")
+    assert "histogram will miss halos" in caplog.text
