@@ -226,7 +226,8 @@ def test_runner_sets_threads_and_writes_log(tmp_path: Path, rows: list[dict]) ->
 def test_missing_launcher(tmp_path: Path, config: dict, rows: list[dict]) -> None:
     setup_run(config, rows[0], tmp_path)
     with pytest.raises(PinocchioRunError, match="cannot start 'no-such-mpirun'"):
-        run_pinocchio(config, tmp_path, command="no-such-mpirun -np {tasks} {executable}")
+        run_pinocchio(config, tmp_path,
+                      command="no-such-mpirun -np {tasks} {executable} {parameter_file}")
 
 
 def test_command_templates(config: dict) -> None:
@@ -237,6 +238,8 @@ def test_command_templates(config: dict) -> None:
     assert build_command(srun, section)[:3] == ["srun", "--ntasks=64", "--cpus-per-task=4"]
     with pytest.raises(ConfigError, match=r"simulator.pinocchio.command: .*'nodes'"):
         build_command("srun -N {nodes} {executable} {parameter_file}", section)
+    with pytest.raises(ConfigError, match=r"pinocchio.command: .* lacks {parameter_file}"):
+        build_command("mpirun -np {tasks} {executable}", section)
 
 
 def test_plc_file_names() -> None:

@@ -250,8 +250,11 @@ def build_command(template: str, section: Mapping[str, Any]) -> list[str]:
         raise ConfigError(f"simulator.pinocchio.command: cannot fill {template!r} ({error!r}); "
                           f"expected only the placeholders "
                           f"{', '.join('{' + p + '}' for p in COMMAND_PLACEHOLDERS)}") from error
-    if not argv:
-        raise ConfigError("simulator.pinocchio.command: empty command template")
+    missing = [p for p in ("executable", "parameter_file") if "{" + p + "}" not in template]
+    if missing:
+        raise ConfigError(f"simulator.pinocchio.command: {template!r} lacks "
+                          f"{', '.join('{' + p + '}' for p in missing)}; expected e.g. "
+                          "'mpirun -np {tasks} {executable} {parameter_file}'")
     return argv
 
 
