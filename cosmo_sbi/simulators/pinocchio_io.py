@@ -1,10 +1,12 @@
 """Readers for PINOCCHIO v5 outputs: past light cone, halo catalogue, mass function.
 
-Binary files are little-endian with Fortran-style int32 record markers (see
-``docs/pinocchio-v5.md`` of the project notes and the README). Each file holds a header
-record, then blocks of ``[count record][data record]``; a block's records are read at once
-as a numpy structured array (no per-halo loop). The data-record markers are C ints that
-wrap above 2 GiB, so the count ``n`` is trusted and a marker is checked modulo 2**32.
+Binary files are little-endian; every record is framed by int32 markers holding its size
+(Fortran style). Light cone: header ``[4][reclen][4]``; catalogue: header
+``[8][NTasksPerFile][reclen][8]``; then blocks (one per writing task and write) of a count
+record ``[4][n][4]`` and a data record ``[n*reclen][n records][n*reclen]``. A block's
+records are read at once as a numpy structured array (no per-halo loop). The data-record
+markers are C ints that wrap above 2 GiB, so ``n`` is trusted and a marker is checked
+modulo 2**32. The record length in the header tells the build: see :data:`PLC_DTYPES`.
 
 With ``NumFiles > 1`` PINOCCHIO appends ``.0``, ``.1``, ... to each binary file name; the
 readers accept the base name and concatenate every part.
