@@ -1,0 +1,237 @@
+"""The embedded light-cone simulator: configuration, the shared core (initial conditions,
+2LPT, light-cone geometry) and the halo modes, written in the common light-cone format."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from cosmo_sbi.config import Config
+from cosmo_sbi.cosmology import Cosmology
+from cosmo_sbi.lightcone import (
+    lightcone_provenance,
+    observed_redshift,
+    radec_from_cartesian,
+    write_lightcone,
+)
+from cosmo_sbi.simulators.embedded.geometry import (
+    ConeCells,
+    ConeWindow,
+    RedshiftTables,
+    box_origin,
+    candidate_cells,
+    cells_on_lightcone,
+)
+from cosmo_sbi.simulators.embedded.initial_conditions import grid_variance, linear_density_modes
+from cosmo_sbi.simulators.embedded.lpt import (
+    further_smoothed_at,
+    lpt_fields_at,
+    smoothing_kernel,
+)
+from cosmo_sbi.simulators.embedded.sample import (
+    BIAS_RADIUS_FACTORS,
+    BinnedMassFunction,
+    sample_halos,
+)
+
+logger = logging.getLogger(__name__)
+
+MODES: tuple[str, ...] = ("sample", "peaks")
+DISPLACEMENT_MARGIN_SIGMAS = 6.0
+"""Cells farther than this many rms 1D displacements (z = 0) from the cone are skipped."""
+BYTES_PER_CELL = {"sample": 60.0, "peaks": 60.0}
+"""Peak memory per grid cell [bytes], measured at N = 256 (benchmarks/bench_embedded.py)."""
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    """``simulator.embedded`` of the config: mode, grid, box [Mpc/h], 2LPT smoothing
+    radius [Mpc/h] and the lowest halo mass drawn in sample mode [Msun/h]."""
+
+    mode: str
+    grid_size: int
+    box_size_mpc_h: float
+    lpt_smoothing_mpc_h: float
+    min_mass_msun_h: float
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> EmbeddedSettings:
+        settings = cls(mode=str(section["mode"]), grid_size=int(section["grid_size"]),
+                       box_size_mpc_h=float(section["box_size_mpc_h"]),
+                       lpt_smoothing_mpc_h=float(section["lpt_smoothing_mpc_h"]),
+                       min_mass_msun_h=float(section["min_mass_msun_h"]))
+        if settings.mode not in MODES:
+            raise ValueError(f"simulator.embedded.mode: expected one of {MODES}, "
+                             f"got {settings.mode!r}")
+        if settings.grid_size < 8 or settings.grid_size % 2:
+            raise ValueError("simulator.embedded.grid_size: expected an even number >= 8, "
+                             f"got {settings.grid_size}")
+        return settings
+
+    @property
+    def cell_size(self) -> float:
+        """Grid spacing [Mpc/h]."""
+        return self.box_size_mpc_h / self.grid_size
+
+
+def available_memory_bytes() -> int:
+    """Memory the process may still allocate: MemAvailable, or free pages without /proc."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def required_memory_bytes(settings: EmbeddedSettings) -> float:
+    """Estimated peak memory [bytes] of one light cone (scales as N^3)."""
+    return BYTES_PER_CELL[settings.mode] * float(settings.grid_size) ** 3
+
+
+def check_memory(settings: EmbeddedSettings, available: int | None = None) -> None:
+    """Raise MemoryError naming the grid size and the memory needed if it cannot fit."""
+    needed = required_memory_bytes(settings)
+    available = available_memory_bytes() if available is None else available
+    if needed > available:
+        raise MemoryError(
+            f"simulator.embedded.grid_size = {settings.grid_size} ({settings.mode} mode) needs "
+            f"about {needed / 2**30:.1f} GiB of memory, but only {available / 2**30:.1f} GiB "
+            "is available; lower grid_size or run on a larger machine")
+
+
+def _table_redshift_range(cosmo: Cosmology, window: ConeWindow, margin: float) -> tuple[float,
+                                                                                       float]:
+    """Redshifts bracketing every cell that can reach the cone (distances +- margin)."""
+    chi_min, chi_max = window.distance_range(cosmo)
+    low = float(cosmo.redshift_at_distance(max(chi_min - margin, 0.0)))
+    return low, float(cosmo.redshift_at_distance(chi_max + margin))
+
+
+def displacement_rms(cosmo: Cosmology, settings: EmbeddedSettings) -> float:
+    """rms of one component of the smoothed first-order displacement at z = 0 [Mpc/h]."""
+    radius = settings.lpt_smoothing_mpc_h
+    return float(np.sqrt(grid_variance(
+        settings.grid_size, settings.box_size_mpc_h,
+        lambda k: cosmo.linear_power(k) * np.exp(-((k * radius) ** 2)) / (3.0 * k * k))))
+
+
+def bias_field_radii(settings: EmbeddedSettings) -> tuple[float, ...]:
+    """Candidate bias-field smoothing radii [Mpc/h] of sample mode: a ladder based on the
+    2LPT smoothing (at least one cell)."""
+    base = max(settings.lpt_smoothing_mpc_h, settings.cell_size)
+    return tuple(base * factor for factor in BIAS_RADIUS_FACTORS)
+
+
+def smoothed_variance(cosmo: Cosmology, settings: EmbeddedSettings, radius: float) -> float:
+    """Grid variance of the z = 0 linear field smoothed by a Gaussian of ``radius``."""
+    return grid_variance(settings.grid_size, settings.box_size_mpc_h,
+                         lambda k: cosmo.linear_power(k) * np.exp(-((k * radius) ** 2)))
+
+
+def lightcone_cells(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
+                    window: ConeWindow, bias_radii: tuple[float, ...] = (),
+                    threads: int = 1) -> tuple[ConeCells, RedshiftTables, np.ndarray | None]:
+    """The shared core: hashed Gaussian initial conditions, 2LPT, and the Lagrangian cells
+    displaced onto the light cone near ``window``.
+
+    ``ConeCells.delta`` (N, len(bias_radii)) holds the z = 0 linear overdensity smoothed
+    at each of ``bias_radii`` [Mpc/h] (each >= the 2LPT smoothing). Returns the cone cells,
+    the redshift tables used, and the unsmoothed z = 0 linear modes in peaks mode (else
+    None).
+    """
+    check_memory(settings)
+    grid_size, box_size = settings.grid_size, settings.box_size_mpc_h
+    lpt_radius = settings.lpt_smoothing_mpc_h
+    origin = box_origin(window, cosmo, box_size)
+    margin = DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings) + settings.cell_size
+    cells = candidate_cells(window, cosmo, grid_size, box_size, origin, margin)
+    modes = linear_density_modes(seed, grid_size, box_size, cosmo.linear_power)
+    kernel = smoothing_kernel(grid_size, box_size, lpt_radius)
+    if settings.mode == "peaks":
+        smoothed = modes * kernel
+    else:
+        modes *= kernel
+        smoothed, modes = modes, None
+    del kernel
+    fields = lpt_fields_at(smoothed, cells, box_size, threads)
+    delta = np.stack([fields.delta if radius == lpt_radius else
+                      further_smoothed_at(smoothed, cells, box_size, lpt_radius, radius, threads)
+                      for radius in bias_radii], axis=-1)
+    del smoothed
+    tables = RedshiftTables.build(cosmo, *_table_redshift_range(cosmo, window, 2.0 * margin))
+    cone = cells_on_lightcone(cells, delta, fields.psi1, fields.psi2, window, tables,
+                              origin, grid_size, box_size)
+    return cone, tables, modes
+
+
+def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, window: ConeWindow,
+                   threads: int = 1) -> dict[str, np.ndarray]:
+    """Halos in the light-cone window: the common-format fields (ra, dec [deg], z_cos,
+    z_obs, mass [Msun/h]) plus pos [Mpc/h] and vel [km/s] (N, 3), observer frame."""
+    if settings.mode == "sample":
+        margin = DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings)
+        radii = bias_field_radii(settings)
+        mass_function = BinnedMassFunction.build(
+            cosmo, settings.min_mass_msun_h, *_table_redshift_range(cosmo, window, 2.0 * margin),
+            radii, tuple(smoothed_variance(cosmo, settings, radius) for radius in radii))
+        cone, tables, _ = lightcone_cells(cosmo, seed, settings, window, mass_function.radii,
+                                          threads)
+        owner, mass, offset = sample_halos(mass_function, cone.cells, cone.redshift, cone.delta,
+                                           settings.cell_size**3, seed)
+        position = cone.position[owner].astype(np.float64) + offset * settings.cell_size
+        velocity = cone.velocity[owner]
+    else:
+        raise NotImplementedError("peaks mode")
+    return _lightcone_fields(position, velocity, mass, tables, window)
+
+
+def _lightcone_fields(position: np.ndarray, velocity: np.ndarray, mass: np.ndarray,
+                      tables: RedshiftTables, window: ConeWindow) -> dict[str, np.ndarray]:
+    """Sky coordinates and redshifts of halos, cut to the window (z_cos padded)."""
+    radius = np.sqrt(np.einsum("ij,ij->i", position, position))
+    ra, dec = radec_from_cartesian(position)
+    z_cos = tables.redshift(radius)
+    z_obs = observed_redshift(z_cos, np.einsum("ij,ij->i", velocity, position) / radius)
+    keep = window.contains(ra, dec, z_cos)
+    return {"ra": ra[keep], "dec": dec[keep], "z_cos": z_cos[keep], "z_obs": z_obs[keep],
+            "mass": mass[keep], "pos": position[keep], "vel": velocity[keep]}
+
+
+def mass_floor_msun_h(cosmo: Cosmology, settings: EmbeddedSettings) -> float:
+    """Lowest halo mass [Msun/h] the mode produces completely: the drawn minimum in
+    sample mode."""
+    return settings.min_mass_msun_h
+
+
+def simulate_lightcone(config: Config, row: Mapping[str, Any], output: str | os.PathLike[str],
+                       threads: int = 1) -> None:
+    """Simulate the light cone of one design row and write it in the common format."""
+    settings = EmbeddedSettings.from_config(config["simulator"]["embedded"])
+    cosmo = Cosmology.from_params(row)
+    window = ConeWindow.from_config(config)
+    floor = mass_floor_msun_h(cosmo, settings)
+    histogram_cut = float(config["histogram"]["min_mass_msun_h"])
+    if histogram_cut < floor:
+        warnings.warn(
+            f"histogram.min_mass_msun_h = {histogram_cut:g} is below the {settings.mode} mode's "
+            f"floor of {floor:.3g} Msun/h at this cosmology: the histograms miss halos",
+            UserWarning, stacklevel=2)
+    start = time.perf_counter()
+    halos = simulate_halos(cosmo, int(row["seed"]), settings, window, threads)
+    logger.info("embedded %s: %d halos in %.1f s", settings.mode, len(halos["mass"]),
+                time.perf_counter() - start)
+    attrs = lightcone_provenance(row, "embedded", asdict(settings))
+    attrs.update(window_ra_deg=list(window.ra_deg), window_dec_deg=list(window.dec_deg),
+                 window_z_cos=list(window.z_cos), observer_mpc_h=[0.0, 0.0, 0.0],
+                 cone_axis=[1.0, 0.0, 0.0], mass_floor_msun_h=floor)
+    write_lightcone(output, halos, attrs)
