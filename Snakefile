@@ -9,9 +9,15 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/design.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/histogram.smk"
+include: "workflow/rules/common_learning.smk"
+include: "workflow/rules/dataset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         histogram_targets(),
+        report_targets(),
     default_target: True

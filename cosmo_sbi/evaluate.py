@@ -85,7 +85,9 @@ def slope_standard_error(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     slope = regression_slope(true, predicted)
     centred_true = true - true.mean(axis=0)
     residual = predicted - predicted.mean(axis=0) - slope * centred_true
-    dof = max(true.shape[0] - 2, 1)
+    dof = true.shape[0] - 2
+    if dof < 1:
+        return np.full(true.shape[1], np.nan)
     return np.sqrt(np.sum(residual**2, axis=0) / dof / np.sum(centred_true**2, axis=0))
 
 
@@ -102,27 +104,37 @@ def coverage_curve(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray,
     return np.stack([interval_coverage(true, mean, sigma, level) for level in levels])
 
 
+def _as_json_values(columns: Mapping[str, np.ndarray]) -> dict[str, dict]:
+    """{metric: (P,)} -> {parameter: {metric: float, or None where undefined}}."""
+    return {name: {key: float(values[index]) if np.isfinite(values[index]) else None
+                   for key, values in columns.items()}
+            for index, name in enumerate(PARAMETER_NAMES)}
+
+
 def split_metrics(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> dict[str, dict]:
     """Per parameter: RMSE, R^2, slope and its standard error, bias, mean sigma and the
-    coverages of the Gaussian intervals (COVERAGE_LEVELS)."""
-    columns = {
-        "rmse": rmse(true, mean), "r2": r_squared(true, mean),
-        "slope": regression_slope(true, mean),
-        "slope_stderr": slope_standard_error(true, mean), "bias": mean_bias(true, mean),
-        "mean_sigma": np.mean(sigma, axis=0),
-        **{f"coverage_{round(100 * level)}": interval_coverage(true, mean, sigma, level)
-           for level in COVERAGE_LEVELS},
-    }
-    return {name: {key: float(values[index]) for key, values in columns.items()}
-            for index, name in enumerate(PARAMETER_NAMES)}
+    coverages of the Gaussian intervals (COVERAGE_LEVELS). Undefined values (slope and R^2
+    of fewer than 2 simulations, slope error of fewer than 3) are None."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # one simulation: 0/0 -> None
+        columns = {
+            "rmse": rmse(true, mean), "r2": r_squared(true, mean),
+            "slope": regression_slope(true, mean),
+            "slope_stderr": slope_standard_error(true, mean), "bias": mean_bias(true, mean),
+            "mean_sigma": np.mean(sigma, axis=0),
+            **{f"coverage_{round(100 * level)}": interval_coverage(true, mean, sigma, level)
+               for level in COVERAGE_LEVELS},
+        }
+    return _as_json_values(columns)
 
 
 def fiducial_metrics(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> dict[str, dict]:
-    """Per parameter at one cosmology: mean, std and bias of the predicted means, mean sigma."""
-    columns = {"truth": true[0], "mean": mean.mean(axis=0), "std": mean.std(axis=0, ddof=1),
+    """Per parameter at one cosmology: mean, std (None for one seed) and bias of the
+    predicted means, mean predicted sigma."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # one seed: no std -> None
+        std = mean.std(axis=0, ddof=1) if len(mean) > 1 else np.full(mean.shape[1], np.nan)
+    columns = {"truth": true[0], "mean": mean.mean(axis=0), "std": std,
                "bias": mean_bias(true, mean), "mean_sigma": sigma.mean(axis=0)}
-    return {name: {key: float(values[index]) for key, values in columns.items()}
-            for index, name in enumerate(PARAMETER_NAMES)}
+    return _as_json_values(columns)
 
 
 # ---------------------------------------------------------------- predictions
@@ -202,10 +214,10 @@ def metrics_from_predictions(table: Table) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     for split in SPLITS:
         true, mean, sigma = parameter_arrays(table, split)
-        if len(true) >= 2:
+        if len(true):
             metrics[split] = {"n": len(true), "parameters": split_metrics(true, mean, sigma)}
     true, mean, sigma = parameter_arrays(table, FIDUCIAL_SPLIT)
-    if len(true) >= 2:
+    if len(true):
         metrics[FIDUCIAL_SPLIT] = {"n": len(true),
                                    "parameters": fiducial_metrics(true, mean, sigma)}
     return metrics

@@ -67,10 +67,11 @@ def predicted_vs_true(predictions: Mapping[str, Table], path: Path,
     drawn = False
     for model, table in predictions.items():
         true, mean, sigma = parameter_arrays(table, split)
-        if len(true) < 2:
+        if len(true) == 0:
             continue
         drawn = True
-        slope, r2 = regression_slope(true, mean), r_squared(true, mean)
+        with np.errstate(divide="ignore", invalid="ignore"):  # nan for a single simulation
+            slope, r2 = regression_slope(true, mean), r_squared(true, mean)
         for index, axis in enumerate(axes):
             axis.errorbar(true[:, index], mean[:, index], yerr=sigma[:, index], fmt="o",
                           ms=3, lw=0.8, alpha=0.7, color=_colour(model),
@@ -95,14 +96,15 @@ def fiducial_histograms(predictions: Mapping[str, Table], path: Path) -> Path | 
     drawn = False
     for model, table in predictions.items():
         true, mean, _ = parameter_arrays(table, FIDUCIAL_SPLIT)
-        if len(true) < 2:
+        if len(true) == 0:
             continue
         drawn = True
+        spread = mean.std(axis=0, ddof=1) if len(mean) > 1 else np.full(mean.shape[1], np.nan)
         for index, axis in enumerate(axes):
             axis.hist(mean[:, index], bins="auto", histtype="stepfilled", alpha=0.45,
                       color=_colour(model),
                       label=f"{model}: {mean[:, index].mean():.4g} "
-                            f"$\\pm$ {mean[:, index].std(ddof=1):.2g}")
+                            f"$\\pm$ {spread[index]:.2g}")
             axis.axvline(true[0, index], color="k", lw=1.2)
     if not drawn:
         plt.close(figure)
@@ -123,7 +125,7 @@ def coverage(predictions: Mapping[str, Table], path: Path, split: str = "test") 
     drawn = False
     for model, table in predictions.items():
         true, mean, sigma = parameter_arrays(table, split)
-        if len(true) < 2:
+        if len(true) == 0:
             continue
         drawn = True
         empirical = coverage_curve(true, mean, sigma, levels)

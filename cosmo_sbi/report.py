@@ -106,9 +106,10 @@ def _test_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
     for name in PARAMETER_NAMES:
         for evaluation in evaluations:
             values = evaluation["test"]["parameters"][name]
-            note = ("prior-dominated" if values["slope"] + 2 * values.get("slope_stderr", 0.0)
+            note = ("prior-dominated" if values["slope"] is not None
+                    and values["slope"] + 2 * (values["slope_stderr"] or 0.0)
                     < PRIOR_DOMINATED_SLOPE else "")
-            slope = f"{values['slope']:.2f} ± {values.get('slope_stderr', float('nan')):.2f}"
+            slope = f"{_format(values['slope'], 2)} ± {_format(values['slope_stderr'], 2)}"
             rows.append([name, evaluation["model"], slope, _format(values["r2"], 2),
                          _format(values["rmse"]), _format(values["bias"], 2),
                          _format(values["mean_sigma"]),
@@ -123,7 +124,8 @@ def _fiducial_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
         cells = []
         for evaluation in evaluations:
             values = evaluation["fiducial"]["parameters"][name]
-            cells.append(f"{values['mean']:.4g} ± {values['std']:.2g} ({values['bias']:+.2g})")
+            cells.append(f"{values['mean']:.4g} ± {_format(values['std'], 2)} "
+                         f"({values['bias']:+.2g})")
         truth = evaluations[0]["fiducial"]["parameters"][name]["truth"]
         rows.append([name, f"{truth:.4g}", *cells])
     return _table(header, rows)

@@ -150,3 +150,15 @@ def test_patch_maps_follow_the_vit_token_order() -> None:
     attention[0, 0, 1:] = changed  # CLS row = the changed-token indicator
     maps = attention_to_patches(attention, "cls", grid)
     assert np.count_nonzero(maps) == 1 and maps[0, 1, 0, 2] > 0
+
+
+def test_single_simulation_metrics_are_undefined_not_nan(truth: np.ndarray) -> None:
+    """A tiny workflow can leave one test cosmology: slope and R^2 are then None (JSON null)."""
+    one = split_metrics(truth[:1], truth[:1] + 0.01, np.full((1, 6), 0.02))
+    for values in one.values():
+        assert values["slope"] is None and values["r2"] is None
+        assert values["slope_stderr"] is None
+        assert values["rmse"] == pytest.approx(0.01)
+        assert values["coverage_68"] == 1.0
+    seed = fiducial_metrics(truth[:1], truth[:1], np.full((1, 6), 0.02))
+    assert all(values["std"] is None for values in seed.values())

@@ -1,0 +1,43 @@
+# Shared definitions of the learning stages (dataset, train, evaluate, report): inputs,
+# per-job params and resources. Functions only (rules live in the per-stage files).
+
+TRAINING = config["training"]
+
+
+def dataset_inputs(set_name: str) -> list[str]:
+    return [f"{RESULTS}/histograms/{set_name}/{sim_id}.h5" for sim_id in SIM_IDS[set_name]]
+
+
+def dataset_mem_mb() -> int:
+    """Peak memory of a job holding the whole dataset: float32 inputs, twice, plus 1 GB."""
+    voxels = 1
+    for size in config["histogram"]["bins"]:
+        voxels *= size
+    simulations = sum(len(ids) for ids in SIM_IDS.values())
+    return 1000 + (2 * 4 * voxels * simulations) // 2**20
+
+
+def training_uses_gpu() -> bool:
+    return TRAINING["gpus"] > 0 and TRAINING["device"] != "cpu"
+
+
+def training_params(wildcards) -> dict:
+    """Config values a model's training depends on (not the list of models to train)."""
+    settings = {key: value for key, value in TRAINING.items() if key != "models"}
+    return {"model": config["models"][wildcards.model], "training": settings}
+
+
+def training_launcher() -> str:
+    """`cosmo-sbi`, or torchrun with one process per GPU when training.gpus > 1."""
+    if training_uses_gpu() and TRAINING["gpus"] > 1:
+        return f"torchrun --standalone --nproc_per_node={TRAINING['gpus']} -m cosmo_sbi"
+    return "cosmo-sbi"
+
+
+def gpu_resources(count: int) -> dict:
+    """Snakemake's `gpu` resource (sbatch --gpus) when training runs on GPUs, else none."""
+    return {"gpu": count} if training_uses_gpu() else {}
+
+
+def report_targets() -> list[str]:
+    return [f"{RESULTS}/report/summary.md", f"{RESULTS}/report/comparison.csv"]

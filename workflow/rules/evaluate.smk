@@ -1,0 +1,39 @@
+# Predictions, metrics and figures of one trained model (ViT: plus attention maps).
+
+
+rule evaluate:
+    input:
+        dataset=f"{RESULTS}/dataset.h5",
+        weights=f"{RESULTS}/models/{{model}}/model.pt",
+        description=f"{RESULTS}/models/{{model}}/model_config.json",
+        history=f"{RESULTS}/models/{{model}}/history.csv",
+        summary=f"{RESULTS}/models/{{model}}/training_summary.json",
+    output:
+        metrics=f"{RESULTS}/evaluation/{{model}}/metrics.json",
+        predictions=f"{RESULTS}/evaluation/{{model}}/predictions.ecsv",
+        history=f"{RESULTS}/evaluation/{{model}}/history.csv",
+        figures=report(
+            directory(f"{RESULTS}/evaluation/{{model}}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+    params:
+        config=CONFIG,
+        model_dir=lambda wildcards, input: os.path.dirname(input.weights),
+        output_dir=lambda wildcards, output: os.path.dirname(output.metrics),
+        device=TRAINING["device"],
+    log:
+        f"{LOGS}/evaluate/{{model}}.log",
+    conda:
+        ENV
+    threads: 4
+    resources:
+        mem_mb=dataset_mem_mb() + 4000,
+        runtime=60,
+        **gpu_resources(1),
+    shell:
+        "OMP_NUM_THREADS={threads} cosmo-sbi evaluate --config {params.config}"
+        " --model {wildcards.model} --dataset {input.dataset} --model-dir {params.model_dir}"
+        " --output-dir {params.output_dir} > {log} 2>&1"

@@ -1,0 +1,31 @@
+# Side-by-side comparison of every trained model (training.models).
+
+
+rule report:
+    input:
+        expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=TRAINING["models"]),
+    output:
+        summary=report(f"{RESULTS}/report/summary.md", caption="../report/summary.rst",
+                       category="Report"),
+        comparison=report(f"{RESULTS}/report/comparison.csv",
+                          caption="../report/comparison.rst", category="Report"),
+        figures=report(
+            directory(f"{RESULTS}/report/figures"),
+            patterns=["{name}.png"],
+            caption="../report/comparison_figures.rst",
+            category="Report",
+        ),
+    params:
+        config=CONFIG,
+        evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input],
+        output_dir=lambda wildcards, output: os.path.dirname(output.summary),
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "cosmo-sbi report --config {params.config} --evaluations {params.evaluations}"
+        " --output-dir {params.output_dir} > {log} 2>&1"

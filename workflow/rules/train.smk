@@ -1,0 +1,38 @@
+# One network per {model} (cnn | vit) on the dataset; on GPUs when training.gpus > 0 and
+# training.device is not cpu (torchrun, one process per GPU, when gpus > 1).
+#
+# Resume: train_model restores results/models/{model}/checkpoints/last.pt, written after
+# every epoch. Only the final files are declared outputs. Snakemake deletes the declared
+# outputs of a failed or killed job (and of an incomplete one with --rerun-incomplete)
+# before rerunning it, so declaring the checkpoint folder would throw the progress away;
+# undeclared, it survives and the rerun continues from the last finished epoch. A
+# checkpoint of other settings or data is not reused: train_model compares its
+# fingerprint with the current run and starts afresh when they differ.
+
+
+rule train:
+    input:
+        f"{RESULTS}/dataset.h5",
+    output:
+        weights=f"{RESULTS}/models/{{model}}/model.pt",
+        description=f"{RESULTS}/models/{{model}}/model_config.json",
+        history=f"{RESULTS}/models/{{model}}/history.csv",
+        summary=f"{RESULTS}/models/{{model}}/training_summary.json",
+    params:
+        config=CONFIG,
+        settings=training_params,
+        output_dir=lambda wildcards, output: os.path.dirname(output.weights),
+        launcher=training_launcher(),
+    log:
+        f"{LOGS}/train/{{model}}.log",
+    conda:
+        ENV
+    threads: 8
+    resources:
+        mem_mb=dataset_mem_mb() + 8000,
+        runtime=24 * 60,
+        **gpu_resources(TRAINING["gpus"]),
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} train --config {params.config}"
+        " --model {wildcards.model} --dataset {input} --output-dir {params.output_dir}"
+        " > {log} 2>&1"
