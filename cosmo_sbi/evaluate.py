@@ -139,14 +139,6 @@ def fiducial_metrics(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> d
 
 # ---------------------------------------------------------------- predictions
 
-def select_device(config: Config) -> torch.device:
-    """The evaluation device: training.device, with auto = CUDA when available."""
-    choice = config["training"]["device"]
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
-
-
 @torch.no_grad()
 def predict_scaled(model: torch.nn.Module, inputs: h5py.Dataset | np.ndarray,
                    device: torch.device, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -274,9 +266,10 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     """
     from cosmo_sbi import plots
     from cosmo_sbi.models import load_trained
+    from cosmo_sbi.train import select_device
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
-    device = select_device(config)
+    device = select_device(config["training"]["device"], local_rank=0)
     model = load_trained(model_dir, map_location=device)
     summary_path = model_dir / TRAINING_SUMMARY_FILE
     training_summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
