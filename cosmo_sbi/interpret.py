@@ -68,7 +68,7 @@ def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path) -
     grid = maps.shape[-1]
     slices = _slice_indices(grid)
     figure, axes = plt.subplots(len(maps), len(slices), squeeze=False, layout="constrained",
-                                figsize=(2.2 * len(slices) + 1, 2.1 * len(maps) + 0.6))
+                                figsize=(2.2 * len(slices) + 1.6, 2.1 * len(maps) + 0.9))
     figure.suptitle(title)
     for row, (volume, label) in enumerate(zip(maps, row_labels, strict=True)):
         low, high = volume.min(), volume.max()
@@ -81,7 +81,9 @@ def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path) -
             if row == 0:
                 axis.set_title(f"z patch {k}/{grid - 1}", fontsize=9)
             if column == 0:
-                axis.set_ylabel(label, fontsize=9)
+                axis.set_ylabel(f"{label}\nRA patch", fontsize=9)
+            if row == len(maps) - 1:
+                axis.set_xlabel("DEC patch", fontsize=9)
         figure.colorbar(image, ax=axes[row, :], shrink=0.8)
     return save_figure(figure, path)
 
