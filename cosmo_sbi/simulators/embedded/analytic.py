@@ -57,11 +57,10 @@ def expected_halo_count(cosmo: Cosmology, window: ConeWindow, min_mass: float,
 
 def mean_halo_bias(cosmo: Cosmology, window: ConeWindow, min_mass: float,
                    max_mass: float = 1e16) -> tuple[float, float]:
-    """Tinker et al. (2010) bias of halos above ``min_mass`` averaged as a cross-power
-    with the linear field sees it, and the growth rate f averaged the same way.
-
-    Each redshift shell enters with weight dV/dz n(z) D1(z)^2 (halo number times the
-    linear power at that time). Returns (b_eff, f_eff).
+    """Tinker et al. (2010) bias of halos above ``min_mass`` in the window and the growth
+    rate f, as a cross-power of the halo overdensity (n / <n>(z) - 1, unit weight per
+    volume) with the linear field sees them: the number-weighted bias at each z, averaged
+    over z_cos with weight dV/dz D1(z)^2 (volume times linear power). Returns (b, f).
     """
     z, volume_weights = _redshift_quadrature(cosmo, window)
     mass = _mass_grid(min_mass, max_mass)
@@ -70,6 +69,6 @@ def mean_halo_bias(cosmo: Cosmology, window: ConeWindow, min_mass: float,
     density = simpson(dndlnm, x=np.log(mass), axis=-1)
     mean_bias = simpson(dndlnm * bias, x=np.log(mass), axis=-1) / density
     growth, _, rate, _ = cosmo.growth(z)
-    weight = volume_weights * density * growth**2
+    weight = volume_weights * growth**2
     return (float(np.sum(weight * mean_bias) / np.sum(weight)),
             float(np.sum(weight * rate) / np.sum(weight)))

@@ -12,9 +12,10 @@ Gaussian of radius R_b and sigma_b^2 its exact grid variance. The weight has mea
 the Gaussian field and its cross-correlation with any Gaussian mode is a_b times the
 covariance, so the Lagrangian bias is b_T10 - 1 on scales k << 1 / R_b and the Eulerian
 bias is b_T10 after the 2LPT displacement. R_b is the smallest radius of the ladder
-(1, 2, 4, 8) x the 2LPT smoothing with a_b sigma_b <= ``MAX_WEIGHT_DISPERSION``: a
-lognormal weight with a larger dispersion makes rare massive halos pile up in a few cells
-(counts far above Poisson scatter), while the large-scale bias does not depend on R_b.
+(1, 2, 4, 8) x the 2LPT smoothing for which the weight's variance exp(a_b^2 sigma_b^2) - 1
+times the mean number of halos above M_b per cell stays below ``MAX_OVERDISPERSION``:
+the cell counts of rare massive halos are then Poisson to within that fraction instead of
+piling up in a few cells, and the smoothing costs bias only at k > 1 / R_b.
 
 Cheap sampling: the cell total lambda = sum_b lambda_b comes from bilinear tables in
 (z, delta_R), one per radius; one Poisson count per cell (inverse CDF of a hashed
@@ -39,8 +40,9 @@ from cosmo_sbi.simulators.embedded.initial_conditions import hashed_uniform
 
 MASS_STEP_DEX = 0.05
 """Width of the mass bins; dn/dlnM is log-linear between nodes (error < 1e-4)."""
-MAX_WEIGHT_DISPERSION = 1.0
-"""Largest a_b sigma_b allowed for the lognormal bias weight (see the module docstring)."""
+MAX_OVERDISPERSION = 0.1
+"""Largest excess of the cell-count variance over Poisson from the lognormal bias weight
+(see the module docstring)."""
 BIAS_RADIUS_FACTORS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 """Bias-field radii in units of the 2LPT smoothing radius."""
 MAXIMUM_MASS_MSUN_H = 1e16
@@ -72,9 +74,11 @@ class BinnedMassFunction:
 
     @classmethod
     def build(cls, cosmo: Cosmology, min_mass: float, z_min: float, z_max: float,
-              radii: tuple[float, ...], variances: tuple[float, ...]) -> BinnedMassFunction:
+              radii: tuple[float, ...], variances: tuple[float, ...],
+              cell_volume: float) -> BinnedMassFunction:
         """Tabulate for masses above ``min_mass`` [Msun/h] and ``z_min <= z <= z_max``;
-        ``radii`` [Mpc/h] (ascending) with the grid ``variances`` of the bias fields."""
+        ``radii`` [Mpc/h] (ascending) with the grid ``variances`` of the bias fields, for
+        cells of ``cell_volume`` [(Mpc/h)^3]."""
         if min_mass < halos.CALIBRATED_MASS_MSUN_H[0]:
             warnings.warn(
                 f"simulator.embedded.min_mass_msun_h = {min_mass:g} is below the lowest mass "
@@ -100,8 +104,10 @@ class BinnedMassFunction:
         density = np.where(np.abs(log_ratio) > 1e-12,
                            step * (nodes[:, 1:] - nodes[:, :-1]) / safe, step * nodes[:, :-1])
         coefficient = lagrangian_bias * cosmo.growth_factor(z)[:, None]
-        dispersion = np.abs(coefficient).max(axis=0)[:, None] * np.sqrt(np.asarray(variances))
-        within = dispersion <= MAX_WEIGHT_DISPERSION
+        per_cell_above = cell_volume * np.cumsum(density[:, ::-1], axis=1)[:, ::-1]
+        excess = np.max(per_cell_above[:, :, None] * np.expm1(
+            coefficient[:, :, None] ** 2 * np.asarray(variances)[None, None, :]), axis=0)
+        within = excess <= MAX_OVERDISPERSION
         choice = np.where(within.any(axis=1), np.argmax(within, axis=1), len(radii) - 1)
         used = np.unique(choice)
         return cls(z_start=float(z[0]), z_step=float(z[1] - z[0]), ln_mass_edges=ln_edges,

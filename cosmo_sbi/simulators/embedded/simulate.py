@@ -127,8 +127,8 @@ def displacement_rms(cosmo: Cosmology, settings: EmbeddedSettings) -> float:
 
 def bias_field_radii(settings: EmbeddedSettings) -> tuple[float, ...]:
     """Candidate bias-field smoothing radii [Mpc/h] of sample mode: a ladder based on the
-    2LPT smoothing (at least one cell)."""
-    base = max(settings.lpt_smoothing_mpc_h, settings.cell_size)
+    2LPT smoothing (on one cell when there is none)."""
+    base = settings.lpt_smoothing_mpc_h or settings.cell_size
     return tuple(base * factor for factor in BIAS_RADIUS_FACTORS)
 
 
@@ -183,7 +183,8 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
         radii = bias_field_radii(settings)
         mass_function = BinnedMassFunction.build(
             cosmo, settings.min_mass_msun_h, *_table_redshift_range(cosmo, window, 2.0 * margin),
-            radii, tuple(smoothed_variance(cosmo, settings, radius) for radius in radii))
+            radii, tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
+            settings.cell_size**3)
         cone, tables, _ = lightcone_cells(cosmo, seed, settings, window, mass_function.radii,
                                           threads)
         owner, mass, offset = sample_halos(mass_function, cone.cells, cone.redshift, cone.delta,
