@@ -136,7 +136,9 @@ class ViT3D(nn.Module):
         nn.init.trunc_normal_(self.pos_embedding, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):  # noqa: ANN201
+    def forward(self, x: torch.Tensor, return_attention: bool = False
+                ) -> (tuple[torch.Tensor, torch.Tensor]
+                      | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]):
         check_histogram_batch(x, self.grid_size)
         tokens = self.patch_embedding(x).flatten(2).transpose(1, 2)  # (B, n_patches, dim)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
