@@ -149,6 +149,7 @@ def test_training_is_deterministic_on_cpu(reference_run, workspace):
     output = workspace["directory"] / "again"
     train_model(workspace["config"], "cnn", workspace["dataset"], output)
     _assert_identical(_weights(output / "model.pt"), _weights(reference_run / "model.pt"))
+    assert (output / "model.pt").read_bytes() == (reference_run / "model.pt").read_bytes()
     last = torch.load(output / CHECKPOINT_FILE, weights_only=True)["model"]
     reference_last = torch.load(reference_run / CHECKPOINT_FILE, weights_only=True)["model"]
     _assert_identical(last, reference_last)
