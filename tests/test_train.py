@@ -168,6 +168,17 @@ def test_different_seeds_give_different_weights(reference_run, workspace):
                            first["head.1.weight"])
 
 
+def test_mse_loss_trains_the_means_only(workspace):
+    directory = workspace["directory"] / "mse"
+    overlay = {**OVERLAY, "training": {**OVERLAY["training"], "loss": "mse", "epochs": 2}}
+    summary = train_model(load_config(_config_files(directory, overlay)), "vit",
+                          workspace["dataset"], directory / "out")
+    assert summary["loss"] == "mse"
+    history = _history(directory / "out" / "history.csv")
+    # a mean of squares cannot be negative (the Gaussian NLL can, once log_var < 0)
+    assert all(float(row[key]) >= 0 for row in history for key in ("train_loss", "val_loss"))
+
+
 def test_a_run_killed_mid_training_resumes_to_identical_weights(reference_run, workspace):
     output = workspace["directory"] / "killed"
     command = [sys.executable, "-m", "cosmo_sbi", "train", "--model", "cnn",
