@@ -83,7 +83,11 @@ def test_lightcone_redshift_is_consistent_with_position(window: ConeWindow) -> N
 def test_memory_estimate_refuses_a_grid_that_cannot_fit() -> None:
     big = settings(grid_size=4096)
     needed = required_memory_bytes(big)
-    assert needed == pytest.approx(required_memory_bytes(settings(grid_size=2048)) * 8)
+    # The estimate grows as N^3 (plus a fixed overhead).
+    growth = (needed - required_memory_bytes(settings(grid_size=2048))) / (
+        required_memory_bytes(settings(grid_size=2048)) - required_memory_bytes(
+            settings(grid_size=1024)))
+    assert growth == pytest.approx(8.0)
     with pytest.raises(MemoryError, match=r"grid_size = 4096 .* needs about .* GiB"):
         check_memory(big, available=int(needed / 2))
     check_memory(settings(grid_size=64), available=int(needed))

@@ -12,6 +12,7 @@ than L along every axis (depth ``chi_max - cos(ra) cos(dec) chi_min``, width
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -239,26 +240,19 @@ class ConeCells:
     position: np.ndarray  # (N, 3) Eulerian position [Mpc/h], observer frame
     redshift: np.ndarray  # (N,) light-cone (cosmological) redshift of the cell centre
     velocity: np.ndarray  # (N, 3) 2LPT peculiar velocity [km/s]
-    delta: np.ndarray  # (N,) smoothed linear overdensity at z = 0
-
-    def subset(self, keep: np.ndarray) -> ConeCells:
-        """The cells selected by a boolean mask or an index array."""
-        return ConeCells(*(getattr(self, name)[keep] for name in
-                           ("cells", "position", "redshift", "velocity", "delta")))
+    delta: np.ndarray  # (N, F) z = 0 linear overdensity in each bias field
 
 
-def cells_on_lightcone(cells: np.ndarray, delta: np.ndarray, psi1: np.ndarray,
-                       psi2: np.ndarray, window: ConeWindow, tables: RedshiftTables,
-                       origin: np.ndarray, grid_size: int, box_size: float,
-                       chunk: int = 1 << 20) -> ConeCells:
-    """Displace candidate cells onto the light cone; keep those whose centre lies within
-    half a cell diagonal of the window (a halo placed anywhere in the cell may be inside).
-
-    Works in chunks of ``chunk`` cells so temporaries stay small.
-    """
+def iter_cells_on_lightcone(cells: np.ndarray, delta: np.ndarray, psi1: np.ndarray,
+                            psi2: np.ndarray, window: ConeWindow, tables: RedshiftTables,
+                            origin: np.ndarray, grid_size: int, box_size: float,
+                            chunk: int = 1 << 18) -> Iterator[ConeCells]:
+    """Displace candidate cells onto the light cone, ``chunk`` cells at a time; yield
+    those whose centre lies within half a cell diagonal of the window (a halo placed
+    anywhere in the cell may be inside). Chunks keep the temporaries small, and a caller
+    that consumes them one by one never holds all cone cells."""
     half_diagonal = 0.5 * np.sqrt(3.0) * box_size / grid_size
     chi_limits = tables.distance(np.asarray(window.z_cos))
-    pieces = []
     for start in range(0, len(cells), chunk):
         part = slice(start, start + chunk)
         lagrangian = cell_positions(cells[part], grid_size, box_size, origin)
@@ -272,10 +266,6 @@ def cells_on_lightcone(cells: np.ndarray, delta: np.ndarray, psi1: np.ndarray,
             & (ra >= window.ra_deg[0] - slack) & (ra <= window.ra_deg[1] + slack)
             & (dec >= window.dec_deg[0] - slack) & (dec <= window.dec_deg[1] + slack))
         velocity = peculiar_velocity(psi1[part][keep], psi2[part][keep], redshift[keep], tables)
-        pieces.append(ConeCells(cells=cells[part][keep],
-                                position=position[keep].astype(np.float32),
-                                redshift=redshift[keep].astype(np.float32),
-                                velocity=velocity.astype(np.float32),
-                                delta=delta[part][keep]))
-    return ConeCells(*(np.concatenate([getattr(piece, name) for piece in pieces]) for name in
-                       ("cells", "position", "redshift", "velocity", "delta")))
+        yield ConeCells(cells=cells[part][keep], position=position[keep].astype(np.float32),
+                        redshift=redshift[keep].astype(np.float32),
+                        velocity=velocity.astype(np.float32), delta=delta[part][keep])

@@ -15,6 +15,7 @@ Nyquist planes are zero.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -139,19 +140,28 @@ def linear_density_modes(seed: int, grid_size: int, box_size: float,
     return modes
 
 
+@functools.lru_cache(maxsize=8)
+def squared_wavenumber_multiplicity(grid_size: int) -> np.ndarray:
+    """Number of grid modes (both members of each +-n pair, no k = 0 and no Nyquist
+    planes) at each integer |n|^2 (index = |n|^2)."""
+    counts = np.zeros(3 * (grid_size // 2) ** 2 + 1)
+    for x_slice in slabs(grid_size):
+        nx, ny, nz = _slab_wavevectors(grid_size, x_slice)
+        # rfft planes 0 < nz < N/2 stand for two modes (n and -n).
+        multiplicity = np.where((nz > 0) & (nz < grid_size // 2), 2.0, 1.0)
+        weight = np.where(_nyquist_or_zero(nx, ny, nz, grid_size), 0.0, multiplicity)
+        counts += np.bincount((nx * nx + ny * ny + nz * nz).ravel(),
+                              weights=np.broadcast_to(weight, np.broadcast_shapes(
+                                  nx.shape, ny.shape, nz.shape)).ravel(),
+                              minlength=len(counts))
+    return counts
+
+
 def grid_variance(grid_size: int, box_size: float, power: PowerOfWavenumber) -> float:
     """Ensemble variance of a real field on the grid with spectrum ``power`` (no k = 0,
     no Nyquist planes): sum over modes of P(k) / L^3."""
     table = squared_wavenumber_table(grid_size, box_size, power)
-    total = 0.0
-    for x_slice in slabs(grid_size):
-        nx, ny, nz = _slab_wavevectors(grid_size, x_slice)
-        index = nx * nx + ny * ny + nz * nz
-        # rfft planes 0 < nz < N/2 stand for two modes (n and -n).
-        multiplicity = np.where((nz > 0) & (nz < grid_size // 2), 2.0, 1.0)
-        excluded = _nyquist_or_zero(nx, ny, nz, grid_size)
-        total += float(np.sum(np.where(excluded, 0.0, table[index] * multiplicity)))
-    return total / box_size**3
+    return float(np.dot(squared_wavenumber_multiplicity(grid_size), table)) / box_size**3
 
 
 def wavevector_components(grid_size: int, box_size: float) -> tuple[np.ndarray, ...]:

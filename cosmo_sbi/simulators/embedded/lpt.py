@@ -26,9 +26,8 @@ from cosmo_sbi.simulators.embedded.initial_conditions import (
 
 @dataclass(frozen=True)
 class LagrangianFields:
-    """Smoothed z = 0 linear fields at a set of Lagrangian cells (float32)."""
+    """2LPT displacement fields at a set of Lagrangian cells (float32)."""
 
-    delta: np.ndarray  # (N,) smoothed linear overdensity at z = 0
     psi1: np.ndarray  # (N, 3) first-order displacement [Mpc/h] for D1 = 1
     psi2: np.ndarray  # (N, 3) second-order displacement [Mpc/h] for D2 = 1
 
@@ -50,10 +49,10 @@ def _inverse_k_squared(grid_size: int, box_size: float) -> np.ndarray:
 
 def lpt_fields_at(smoothed: np.ndarray, cells: np.ndarray, box_size: float,
                   threads: int = 1) -> LagrangianFields:
-    """2LPT displacements and the overdensity at flat cell indices ``cells``.
+    """2LPT displacements at flat cell indices ``cells``.
 
     ``smoothed``: smoothed z = 0 linear modes (complex64, rfft layout, unnormalised
-    forward FFT; see ``smoothing_kernel``), left unchanged. 14 FFTs.
+    forward FFT; see ``smoothing_kernel``), left unchanged. 13 FFTs.
     """
     grid_size = smoothed.shape[0]
     inverse_k2 = _inverse_k_squared(grid_size, box_size)
@@ -62,7 +61,6 @@ def lpt_fields_at(smoothed: np.ndarray, cells: np.ndarray, box_size: float,
     def sample(modes: np.ndarray) -> np.ndarray:
         return to_real(modes, grid_size, threads).ravel()[cells]
 
-    delta = sample(smoothed.copy())
     psi1 = np.stack([sample(1j * k * inverse_k2 * smoothed) for k in wavevector], axis=-1)
 
     def tidal(i: int, j: int) -> np.ndarray:
@@ -84,11 +82,11 @@ def lpt_fields_at(smoothed: np.ndarray, cells: np.ndarray, box_size: float,
     source_modes = to_modes(source, threads)
     del source
     psi2 = np.stack([sample(-1j * k * inverse_k2 * source_modes) for k in wavevector], axis=-1)
-    return LagrangianFields(delta=delta, psi1=psi1, psi2=psi2)
+    return LagrangianFields(psi1=psi1, psi2=psi2)
 
 
-def further_smoothed_at(smoothed: np.ndarray, cells: np.ndarray, box_size: float,
-                        radius: float, target_radius: float, threads: int = 1) -> np.ndarray:
+def smoothed_overdensity_at(smoothed: np.ndarray, cells: np.ndarray, box_size: float,
+                            radius: float, target_radius: float, threads: int = 1) -> np.ndarray:
     """Overdensity (N,) float32 at ``cells`` of modes already smoothed with a Gaussian of
     ``radius``, smoothed further to ``target_radius`` >= radius [Mpc/h] (kernels compose:
     R_total^2 = R_1^2 + R_2^2). One FFT."""

@@ -50,7 +50,6 @@ MAXIMUM_MASS_MSUN_H = 1e16
 _REDSHIFT_NODES = 96
 _DELTA_NODES = 1024
 _HALO_CHUNK = 1 << 15
-_CELL_CHUNK = 1 << 20
 
 STREAM_COUNT, STREAM_BIN, STREAM_IN_BIN, STREAM_OFFSET = 1, 2, 3, 4
 """Hash streams of the random numbers: cell count, mass bin, mass in bin, offset (3)."""
@@ -197,51 +196,59 @@ def poisson_inverse_cdf(uniform: np.ndarray, rate: np.ndarray) -> np.ndarray:
     return count
 
 
-def sample_halos(mass_function: BinnedMassFunction, cells: np.ndarray, z: np.ndarray,
-                 delta: np.ndarray, cell_volume: float,
-                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw the halos of the cone cells.
+class HaloSampler:
+    """Draws the halos of cone cells, chunk by chunk (the result does not depend on the
+    chunking: every random number is keyed by cell and rank)."""
 
-    ``cells``: flat cell indices (N,) (the keys of the random streams); ``z``: light-cone
-    redshift (N,); ``delta``: z = 0 overdensity in each bias field of ``mass_function``
-    (N, F). Returns (cell position in the inputs (H,), mass [Msun/h] (H,), offset in cell
-    units (H, 3) in [-1/2, 1/2)).
-    """
-    tables = [CellRateTable.build(mass_function, field,
-                                  (float(delta[:, field].min(initial=0.0)),
-                                   float(delta[:, field].max(initial=0.0))), cell_volume)
-              for field in range(len(mass_function.radii))]
-    counts = np.empty(len(cells), dtype=np.int64)
-    for start in range(0, len(cells), _CELL_CHUNK):
-        part = slice(start, start + _CELL_CHUNK)
-        redshift = z[part].astype(np.float64)
-        rate = sum(table(redshift, delta[part, field].astype(np.float64))
-                   for field, table in enumerate(tables))
-        counts[part] = poisson_inverse_cdf(hashed_uniform(seed, STREAM_COUNT, cells[part]), rate)
-    owner = np.repeat(np.arange(len(cells)), counts)
-    first = np.cumsum(counts) - counts
-    rank = np.arange(len(owner)) - np.repeat(first, counts)
-    keys = (cells[owner], rank)
-    mass = np.empty(len(owner), dtype=np.float64)
-    ln_edges = mass_function.ln_mass_edges
-    step = ln_edges[1] - ln_edges[0]
-    for start in range(0, len(owner), _HALO_CHUNK):
-        part = slice(start, start + _HALO_CHUNK)
-        host = owner[part]
-        ln_density, slopes, coefficient = mass_function.at(z[host].astype(np.float64))
-        cumulative = np.cumsum(mass_function.rates(ln_density, coefficient, delta[host],
-                                                   cell_volume), axis=1)
-        target = hashed_uniform(seed, STREAM_BIN, keys[0][part], keys[1][part]) * cumulative[:, -1]
+    def __init__(self, mass_function: BinnedMassFunction, delta_ranges: np.ndarray,
+                 cell_volume: float, seed: int) -> None:
+        """``delta_ranges`` (F, 2): min and max of each bias field over all cells."""
+        self.mass_function = mass_function
+        self.cell_volume = cell_volume
+        self.seed = seed
+        self.tables = [CellRateTable.build(mass_function, field, tuple(delta_ranges[field]),
+                                           cell_volume)
+                       for field in range(len(mass_function.radii))]
+
+    def __call__(self, cells: np.ndarray, z: np.ndarray,
+                 delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Halos of the cells ``cells`` (N,) (flat indices: the keys of the random
+        streams) at light-cone redshift ``z`` (N,) with z = 0 overdensity ``delta`` (N, F)
+        in each bias field. Returns (index into the inputs (H,), mass [Msun/h] (H,),
+        offset in cell units (H, 3) in [-1/2, 1/2))."""
+        redshift = z.astype(np.float64)
+        rate = sum(table(redshift, delta[:, field].astype(np.float64))
+                   for field, table in enumerate(self.tables))
+        counts = poisson_inverse_cdf(hashed_uniform(self.seed, STREAM_COUNT, cells), rate)
+        owner = np.repeat(np.arange(len(cells)), counts)
+        rank = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        keys = (cells[owner], rank)
+        mass = np.empty(len(owner), dtype=np.float64)
+        for start in range(0, len(owner), _HALO_CHUNK):
+            part = slice(start, start + _HALO_CHUNK)
+            mass[part] = self._masses(redshift[owner[part]], delta[owner[part]],
+                                      keys[0][part], keys[1][part])
+        offset = np.stack([hashed_uniform(self.seed, STREAM_OFFSET + axis, *keys)
+                           for axis in range(3)], axis=-1) - 0.5
+        return owner, mass, offset
+
+    def _masses(self, z: np.ndarray, delta: np.ndarray, cells: np.ndarray,
+                rank: np.ndarray) -> np.ndarray:
+        """Masses [Msun/h] of halos in cells at ``z`` with overdensities ``delta``: a bin by
+        inverse CDF over lambda_b, then the log-linear dn/dlnM inside the bin."""
+        mass_function = self.mass_function
+        ln_density, slopes, coefficient = mass_function.at(z)
+        cumulative = np.cumsum(mass_function.rates(ln_density, coefficient, delta,
+                                                   self.cell_volume), axis=1)
+        target = hashed_uniform(self.seed, STREAM_BIN, cells, rank) * cumulative[:, -1]
         chosen = np.minimum(np.sum(cumulative < target[:, None], axis=1),
                             cumulative.shape[1] - 1)
-        slope = slopes[np.arange(len(host)), chosen]
-        fraction = hashed_uniform(seed, STREAM_IN_BIN, keys[0][part], keys[1][part])
+        slope = slopes[np.arange(len(z)), chosen]
+        fraction = hashed_uniform(self.seed, STREAM_IN_BIN, cells, rank)
+        step = mass_function.ln_mass_edges[1] - mass_function.ln_mass_edges[0]
         # Inverse CDF of dn/dlnM ~ exp(slope x) on 0 <= x < step.
         flat = np.abs(slope * step) < 1e-8
         safe = np.where(flat, 1.0, slope)
         inside = np.where(flat, fraction * step,
                           np.log1p(fraction * np.expm1(safe * step)) / safe)
-        mass[part] = np.exp(ln_edges[chosen] + inside)
-    offset = np.stack([hashed_uniform(seed, STREAM_OFFSET + axis, *keys) for axis in range(3)],
-                      axis=-1) - 0.5
-    return owner, mass, offset
+        return np.exp(mass_function.ln_mass_edges[chosen] + inside)

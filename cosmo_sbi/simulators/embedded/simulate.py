@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,18 +27,18 @@ from cosmo_sbi.simulators.embedded.geometry import (
     RedshiftTables,
     box_origin,
     candidate_cells,
-    cells_on_lightcone,
+    iter_cells_on_lightcone,
 )
 from cosmo_sbi.simulators.embedded.initial_conditions import grid_variance, linear_density_modes
 from cosmo_sbi.simulators.embedded.lpt import (
-    further_smoothed_at,
     lpt_fields_at,
+    smoothed_overdensity_at,
     smoothing_kernel,
 )
 from cosmo_sbi.simulators.embedded.sample import (
     BIAS_RADIUS_FACTORS,
     BinnedMassFunction,
-    sample_halos,
+    HaloSampler,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,11 @@ logger = logging.getLogger(__name__)
 MODES: tuple[str, ...] = ("sample", "peaks")
 DISPLACEMENT_MARGIN_SIGMAS = 6.0
 """Cells farther than this many rms 1D displacements (z = 0) from the cone are skipped."""
-BYTES_PER_CELL = {"sample": 60.0, "peaks": 60.0}
-"""Peak memory per grid cell [bytes], measured at N = 256 (benchmarks/bench_embedded.py)."""
+BYTES_PER_CELL = {"sample": 45.0, "peaks": 60.0}
+"""Peak memory per grid cell [bytes] above the fixed overhead, measured with
+benchmarks/bench_embedded.py at N = 256 (sample: 38) with a margin."""
+FIXED_MEMORY_BYTES = 0.4e9
+"""Interpreter, libraries and the halo catalogue (~0.4M halos above 1e13 Msun/h)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def available_memory_bytes() -> int:
 
 def required_memory_bytes(settings: EmbeddedSettings) -> float:
     """Estimated peak memory [bytes] of one light cone (scales as N^3)."""
-    return BYTES_PER_CELL[settings.mode] * float(settings.grid_size) ** 3
+    return FIXED_MEMORY_BYTES + BYTES_PER_CELL[settings.mode] * float(settings.grid_size) ** 3
 
 
 def check_memory(settings: EmbeddedSettings, available: int | None = None) -> None:
@@ -138,17 +141,34 @@ def smoothed_variance(cosmo: Cosmology, settings: EmbeddedSettings, radius: floa
                          lambda k: cosmo.linear_power(k) * np.exp(-((k * radius) ** 2)))
 
 
-def lightcone_cells(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
-                    window: ConeWindow, bias_radii: tuple[float, ...] = (),
-                    threads: int = 1) -> tuple[ConeCells, RedshiftTables, np.ndarray | None]:
-    """The shared core: hashed Gaussian initial conditions, 2LPT, and the Lagrangian cells
-    displaced onto the light cone near ``window``.
+@dataclass(frozen=True)
+class LightconeCore:
+    """The shared core's result: candidate Lagrangian cells with their bias-field
+    overdensities and 2LPT displacements, the geometry, and (peaks mode) the modes."""
 
-    ``ConeCells.delta`` (N, len(bias_radii)) holds the z = 0 linear overdensity smoothed
-    at each of ``bias_radii`` [Mpc/h] (each >= the 2LPT smoothing). Returns the cone cells,
-    the redshift tables used, and the unsmoothed z = 0 linear modes in peaks mode (else
-    None).
-    """
+    cells: np.ndarray  # (N,) flat indices of cells that can reach the cone
+    delta: np.ndarray  # (N, F) z = 0 overdensity smoothed at each bias radius
+    psi1: np.ndarray  # (N, 3) [Mpc/h]
+    psi2: np.ndarray  # (N, 3) [Mpc/h]
+    tables: RedshiftTables
+    origin: np.ndarray  # (3,) lower corner of the unrolled box [Mpc/h]
+    settings: EmbeddedSettings
+    window: ConeWindow
+    modes: np.ndarray | None  # unsmoothed z = 0 linear modes (peaks mode only)
+
+    def cone_chunks(self) -> Iterator[ConeCells]:
+        """The cells displaced onto the light cone near the window, chunk by chunk."""
+        return iter_cells_on_lightcone(self.cells, self.delta, self.psi1, self.psi2,
+                                       self.window, self.tables, self.origin,
+                                       self.settings.grid_size, self.settings.box_size_mpc_h)
+
+
+def lightcone_core(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
+                   window: ConeWindow, bias_radii: tuple[float, ...] = (),
+                   threads: int = 1) -> LightconeCore:
+    """The shared core: hashed Gaussian initial conditions, 2LPT, and the Lagrangian cells
+    that can be displaced into ``window``, with the z = 0 linear overdensity smoothed at
+    each of ``bias_radii`` [Mpc/h] (each >= the 2LPT smoothing)."""
     check_memory(settings)
     grid_size, box_size = settings.grid_size, settings.box_size_mpc_h
     lpt_radius = settings.lpt_smoothing_mpc_h
@@ -164,36 +184,40 @@ def lightcone_cells(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
         smoothed, modes = modes, None
     del kernel
     fields = lpt_fields_at(smoothed, cells, box_size, threads)
-    delta = np.stack([fields.delta if radius == lpt_radius else
-                      further_smoothed_at(smoothed, cells, box_size, lpt_radius, radius, threads)
-                      for radius in bias_radii], axis=-1)
+    delta = np.empty((len(cells), len(bias_radii)), dtype=np.float32)
+    for column, radius in enumerate(bias_radii):
+        delta[:, column] = smoothed_overdensity_at(smoothed, cells, box_size, lpt_radius,
+                                                   radius, threads)
     del smoothed
     tables = RedshiftTables.build(cosmo, *_table_redshift_range(cosmo, window, 2.0 * margin))
-    cone = cells_on_lightcone(cells, delta, fields.psi1, fields.psi2, window, tables,
-                              origin, grid_size, box_size)
-    return cone, tables, modes
+    return LightconeCore(cells=cells, delta=delta, psi1=fields.psi1, psi2=fields.psi2,
+                         tables=tables, origin=origin, settings=settings, window=window,
+                         modes=modes)
 
 
 def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, window: ConeWindow,
                    threads: int = 1) -> dict[str, np.ndarray]:
     """Halos in the light-cone window: the common-format fields (ra, dec [deg], z_cos,
     z_obs, mass [Msun/h]) plus pos [Mpc/h] and vel [km/s] (N, 3), observer frame."""
-    if settings.mode == "sample":
-        margin = DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings)
-        radii = bias_field_radii(settings)
-        mass_function = BinnedMassFunction.build(
-            cosmo, settings.min_mass_msun_h, *_table_redshift_range(cosmo, window, 2.0 * margin),
-            radii, tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
-            settings.cell_size**3)
-        cone, tables, _ = lightcone_cells(cosmo, seed, settings, window, mass_function.radii,
-                                          threads)
-        owner, mass, offset = sample_halos(mass_function, cone.cells, cone.redshift, cone.delta,
-                                           settings.cell_size**3, seed)
-        position = cone.position[owner].astype(np.float64) + offset * settings.cell_size
-        velocity = cone.velocity[owner]
-    else:
+    if settings.mode != "sample":
         raise NotImplementedError("peaks mode")
-    return _lightcone_fields(position, velocity, mass, tables, window)
+    margin = DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings)
+    radii = bias_field_radii(settings)
+    mass_function = BinnedMassFunction.build(
+        cosmo, settings.min_mass_msun_h, *_table_redshift_range(cosmo, window, 2.0 * margin),
+        radii, tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
+        settings.cell_size**3)
+    core = lightcone_core(cosmo, seed, settings, window, mass_function.radii, threads)
+    delta_ranges = np.stack([core.delta.min(axis=0, initial=0.0),
+                             core.delta.max(axis=0, initial=0.0)], axis=-1)
+    sampler = HaloSampler(mass_function, delta_ranges, settings.cell_size**3, seed)
+    pieces = []
+    for chunk in core.cone_chunks():
+        owner, mass, offset = sampler(chunk.cells, chunk.redshift, chunk.delta)
+        position = chunk.position[owner].astype(np.float64) + offset * settings.cell_size
+        pieces.append(_lightcone_fields(position, chunk.velocity[owner], mass, core.tables,
+                                        window))
+    return {name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]}
 
 
 def _lightcone_fields(position: np.ndarray, velocity: np.ndarray, mass: np.ndarray,
