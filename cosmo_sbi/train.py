@@ -195,9 +195,10 @@ def runtime(settings: Config) -> Iterator[Runtime]:
 
 
 def run_fingerprint(config: Config, model_name: str, dataset_path: Path) -> str:
-    """Hash of everything a checkpoint's run depends on; a checkpoint of another run is not
-    resumed."""
-    return config_hash({"training": config["training"], "model": config["models"][model_name],
+    """Hash of everything a checkpoint's run depends on (not the list of models to train);
+    a checkpoint of another run is not resumed."""
+    training = {key: value for key, value in config["training"].items() if key != "models"}
+    return config_hash({"training": training, "model": config["models"][model_name],
                         "name": model_name, "dataset": str(Path(dataset_path).resolve())})
 
 
