@@ -27,7 +27,10 @@ from cosmo_sbi.simulators.embedded.geometry import (
     RedshiftTables,
     box_origin,
     candidate_cells,
+    cell_positions,
+    displace_to_lightcone,
     iter_cells_on_lightcone,
+    peculiar_velocity,
 )
 from cosmo_sbi.simulators.embedded.initial_conditions import grid_variance, linear_density_modes
 from cosmo_sbi.simulators.embedded.lpt import (
@@ -35,6 +38,7 @@ from cosmo_sbi.simulators.embedded.lpt import (
     smoothed_overdensity_at,
     smoothing_kernel,
 )
+from cosmo_sbi.simulators.embedded.peaks import find_peaks, floor_mass, peak_masses
 from cosmo_sbi.simulators.embedded.sample import (
     BIAS_RADIUS_FACTORS,
     BinnedMassFunction,
@@ -199,8 +203,8 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
                    threads: int = 1) -> dict[str, np.ndarray]:
     """Halos in the light-cone window: the common-format fields (ra, dec [deg], z_cos,
     z_obs, mass [Msun/h]) plus pos [Mpc/h] and vel [km/s] (N, 3), observer frame."""
-    if settings.mode != "sample":
-        raise NotImplementedError("peaks mode")
+    if settings.mode == "peaks":
+        return _peak_halos(cosmo, seed, settings, window, threads)
     margin = DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings)
     radii = bias_field_radii(settings)
     mass_function = BinnedMassFunction.build(
@@ -220,6 +224,29 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
     return {name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]}
 
 
+def _peak_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, window: ConeWindow,
+                threads: int) -> dict[str, np.ndarray]:
+    """Peaks mode: peak patches of the cone cells, moved by 2LPT from the peak position."""
+    core = lightcone_core(cosmo, seed, settings, window, (), threads)
+    chunks = list(core.cone_chunks())
+    cone_cells = np.concatenate([chunk.cells for chunk in chunks])
+    cone_redshift = np.concatenate([chunk.redshift for chunk in chunks])
+    del chunks
+    peaks = find_peaks(core.modes, cone_cells, cone_redshift, cosmo, settings.box_size_mpc_h,
+                       threads)
+    mass = peak_masses(cosmo, peaks.radius)
+    keep = mass >= settings.min_mass_msun_h
+    row = np.searchsorted(core.cells, peaks.cells[keep])
+    lagrangian = (cell_positions(peaks.cells[keep], settings.grid_size,
+                                 settings.box_size_mpc_h, core.origin)
+                  + peaks.offset[keep] * settings.cell_size)
+    position, redshift = displace_to_lightcone(lagrangian, core.psi1[row], core.psi2[row],
+                                               core.tables, core.origin,
+                                               settings.box_size_mpc_h)
+    velocity = peculiar_velocity(core.psi1[row], core.psi2[row], redshift, core.tables)
+    return _lightcone_fields(position, velocity, mass[keep], core.tables, window)
+
+
 def _lightcone_fields(position: np.ndarray, velocity: np.ndarray, mass: np.ndarray,
                       tables: RedshiftTables, window: ConeWindow) -> dict[str, np.ndarray]:
     """Sky coordinates and redshifts of halos, cut to the window (z_cos padded)."""
@@ -234,7 +261,9 @@ def _lightcone_fields(position: np.ndarray, velocity: np.ndarray, mass: np.ndarr
 
 def mass_floor_msun_h(cosmo: Cosmology, settings: EmbeddedSettings) -> float:
     """Lowest halo mass [Msun/h] the mode produces completely: the drawn minimum in
-    sample mode."""
+    sample mode; in peaks mode the larger of that and a patch of 3 cells in radius."""
+    if settings.mode == "peaks":
+        return max(settings.min_mass_msun_h, floor_mass(cosmo, settings.cell_size))
     return settings.min_mass_msun_h
 
 

@@ -1,0 +1,74 @@
+"""Validation of the embedded simulator's ``peaks`` mode (peak-patch finder, no mass
+function put in): its mass function against Tinker08 above the stated floor, its filter
+and barrier, and the mass-cut warning.
+
+The light cone is small so that a 256^3 grid reaches a low floor: a 560 Mpc/h box holding
+the -10..10 deg window at 0.3 < z_cos < 0.5 (cell 2.2 Mpc/h, floor = a patch of 3 cells
+in radius = 1.0e14 Msun/h; ~1000 halos above it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cosmo_sbi.cosmology import Cosmology
+from cosmo_sbi.simulators.embedded import EmbeddedSettings, simulate_halos
+from cosmo_sbi.simulators.embedded.analytic import expected_halo_count
+from cosmo_sbi.simulators.embedded.geometry import ConeWindow
+from cosmo_sbi.simulators.embedded.peaks import (
+    FLOOR_RADIUS_CELLS,
+    collapse_barrier,
+    floor_mass,
+    smoothing_radii,
+    tapered_top_hat,
+)
+from cosmo_sbi.simulators.embedded.simulate import mass_floor_msun_h
+
+FIDUCIAL = {"Omega_m": 0.3133, "sigma_8": 0.8079, "w0": -1.0, "wa": 0.0, "n_s": 0.9649,
+            "h": 0.6736, "Omega_b": 0.049}
+WINDOW = ConeWindow(ra_deg=(-10.0, 10.0), dec_deg=(-10.0, 10.0), z_cos=(0.3, 0.5))
+
+
+def settings(grid_size: int, box_size: float = 560.0) -> EmbeddedSettings:
+    return EmbeddedSettings.from_config({"mode": "peaks", "grid_size": grid_size,
+                                         "box_size_mpc_h": box_size,
+                                         "lpt_smoothing_mpc_h": 6.0, "min_mass_msun_h": 1e12})
+
+
+def test_filter_radii_and_barrier() -> None:
+    cosmo = Cosmology.from_params(FIDUCIAL)
+    x = np.array([1e-4, 1.0, 4.4934])  # 4.4934: first zero of the top-hat
+    np.testing.assert_allclose(tapered_top_hat(x), [1.0, 0.9035 * np.exp(-0.045), 0.0],
+                               atol=2e-4)
+    radii = smoothing_radii(2.0)
+    assert radii[0] == 30.0 and radii[-1] >= 3.0 and radii[-1] < 3.0 * np.exp(0.08)
+    np.testing.assert_allclose(np.diff(np.log(radii)), -0.08)
+    # delta_c(z) / D(z) grows with z; at z = 0 it is 0.95 x 1.686 (1 + 0.0123 log Omega_m).
+    barrier = collapse_barrier(cosmo, np.array([0.0, 0.5, 1.0]))
+    assert barrier[0] == pytest.approx(0.95 * 1.68647 * (1 + 0.0123 * np.log10(0.3133)))
+    assert np.all(np.diff(barrier) > 0)
+    with pytest.raises(ValueError, match="grid_size"):
+        smoothing_radii(25.0)
+
+
+def test_floor_is_three_cells_in_radius() -> None:
+    cosmo = Cosmology.from_params(FIDUCIAL)
+    floor = mass_floor_msun_h(cosmo, settings(256))
+    assert floor == pytest.approx(floor_mass(cosmo, 560.0 / 256))
+    assert cosmo.lagrangian_radius(floor) == pytest.approx(FLOOR_RADIUS_CELLS * 560.0 / 256)
+
+
+@pytest.mark.slow
+def test_mass_function_within_15_percent_of_tinker08_above_the_floor() -> None:
+    cosmo = Cosmology.from_params(FIDUCIAL)
+    halos = simulate_halos(cosmo, 3, settings(256), WINDOW, threads=2)
+    floor = mass_floor_msun_h(cosmo, settings(256))
+    for low in (floor, 2 * floor):
+        expected = expected_halo_count(cosmo, WINDOW, low)
+        found = np.count_nonzero(halos["mass"] >= low)
+        # ~960 (~230) halos expected: Poisson 3% (7%); the issue's 15% plus 1 sigma for the
+        # rarer threshold. Nothing here was fitted to Tinker08 except the barrier factor.
+        assert abs(found / expected - 1.0) < 0.15 + 1.0 / np.sqrt(expected), (low, found,
+                                                                             expected)
+    assert np.all(WINDOW.contains(halos["ra"], halos["dec"], halos["z_cos"]))
