@@ -113,7 +113,8 @@ def fiducial_histograms(predictions: Mapping[str, Table], path: Path) -> Path | 
     for index, (axis, name) in enumerate(zip(axes, PARAMETER_NAMES, strict=True)):
         if box:
             axis.set_xlim(box[0][index], box[1][index])  # the prior: shrinkage is visible
-        axis.set_xlabel(f"predicted {LABELS[name]} (line: truth; range: prior)")
+            axis.axvline((box[0][index] + box[1][index]) / 2, color="0.6", lw=0.8, ls=":")
+        axis.set_xlabel(f"predicted {LABELS[name]} (solid: truth; dotted: prior centre)")
         axis.legend(fontsize=7)
     return save_figure(figure, path)
 
