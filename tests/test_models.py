@@ -119,6 +119,22 @@ def test_unknown_fields_and_presets_are_named(config: dict, field: str):
         build_model("cnn", config)
 
 
+@pytest.mark.parametrize(("name", "override", "message"), [
+    ("vit", {"dim": 64.5}, r"models\.vit\.dim: expected int, got 64\.5"),
+    ("vit", {"pool": 1}, r"models\.vit\.pool: expected str"),
+    ("cnn", {"channels": [8, "16"]}, r"models\.cnn\.channels: expected a non-empty list of int"),
+    ("cnn", {"channels": []}, r"models\.cnn\.channels: expected a non-empty list of int"),
+])
+def test_overrides_of_the_wrong_type_are_named(name: str, override: dict, message: str):
+    with pytest.raises(ConfigError, match=message):
+        build_model(name, {"preset": "small", **override}, grid_size=16)
+
+
+def test_an_integer_may_stand_for_a_float_field():
+    model = build_model("cnn", {"preset": "small", "dropout": 0}, grid_size=16)
+    assert model.config.dropout == 0
+
+
 @pytest.mark.parametrize(("name", "grid_size", "overrides"), [
     ("cnn", 32, {}),
     ("vit", 16, {"patch_size": 4}),

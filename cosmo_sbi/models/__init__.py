@@ -59,9 +59,27 @@ def resolve_config(name: str, model_config: Mapping[str, Any]) -> Any:
         if key not in fields:
             raise ConfigError(f"models.{name}.{key}: unknown field; expected one of "
                               f"{sorted(fields)} (or preset)")
-        if isinstance(getattr(base, key), tuple):
-            overrides[key] = tuple(value)
+        overrides[key] = _checked_value(f"models.{name}.{key}", value, getattr(base, key))
     return dataclasses.replace(base, **overrides)
+
+
+def _checked_value(field: str, value: Any, default: Any) -> Any:
+    """``value`` in the type of the preset's ``default`` (a list becomes a tuple; an int may
+    stand for a float); ConfigError naming ``field`` otherwise."""
+    def fits(item: Any, like: Any) -> bool:
+        if isinstance(like, float):
+            return isinstance(item, int | float) and not isinstance(item, bool)
+        return type(item) is type(like)
+
+    if isinstance(default, tuple):
+        if isinstance(value, list | tuple) and value and all(fits(v, default[0]) for v in value):
+            return tuple(value)
+        expected = f"a non-empty list of {type(default[0]).__name__}"
+    elif fits(value, default):
+        return value
+    else:
+        expected = type(default).__name__
+    raise ConfigError(f"{field}: expected {expected}, got {value!r}")
 
 
 def build_model(name: str, model_config: Mapping[str, Any], grid_size: int = 64,
