@@ -130,6 +130,17 @@ def test_overrides_of_the_wrong_type_are_named(name: str, override: dict, messag
         build_model(name, {"preset": "small", **override}, grid_size=16)
 
 
+@pytest.mark.parametrize(("name", "override", "message"), [
+    ("vit", {"depth": 0}, r"models\.vit\.depth: expected >= 1, got 0"),
+    ("vit", {"dropout": 1.0}, r"models\.vit\.dropout: expected 0 <= dropout < 1"),
+    ("cnn", {"head_hidden": -4}, r"models\.cnn\.head_hidden: expected >= 1"),
+    ("cnn", {"dropout": -0.1}, r"models\.cnn\.dropout: expected 0 <= dropout < 1"),
+])
+def test_out_of_range_architecture_values_are_named(name: str, override: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        build_model(name, {"preset": "small", **override}, grid_size=16)
+
+
 def test_an_integer_may_stand_for_a_float_field():
     model = build_model("cnn", {"preset": "small", "dropout": 0}, grid_size=16)
     assert model.config.dropout == 0

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cosmo_sbi.models.base import check_histogram_batch, split_mean_log_var
+from cosmo_sbi.models.base import (
+    check_architecture,
+    check_histogram_batch,
+    split_mean_log_var,
+)
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,7 @@ class CNN3D(nn.Module):
         if not config.channels or min(config.channels) < 1:
             raise ValueError(f"models.cnn.channels: expected positive integers, "
                              f"got {config.channels}")
-        if config.convs_per_stage < 1:
-            raise ValueError(f"models.cnn.convs_per_stage: expected >= 1, "
-                             f"got {config.convs_per_stage}")
+        check_architecture("models.cnn", config, ("convs_per_stage", "head_hidden"))
         if grid_size < 2 ** len(config.channels):
             raise ValueError(
                 f"models.cnn.channels: {len(config.channels)} stages halve the grid "

@@ -18,7 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cosmo_sbi.models.base import check_histogram_batch, split_mean_log_var
+from cosmo_sbi.models.base import (
+    check_architecture,
+    check_histogram_batch,
+    split_mean_log_var,
+)
 
 POOLS = ("cls", "mean")
 
@@ -102,7 +106,9 @@ class ViT3D(nn.Module):
 
     def __init__(self, *, config: ViTConfig, grid_size: int, n_params: int) -> None:
         super().__init__()
-        if config.patch_size < 1 or grid_size % config.patch_size:
+        check_architecture("models.vit", config,
+                           ("patch_size", "dim", "depth", "heads", "mlp_dim", "head_hidden"))
+        if grid_size % config.patch_size:
             raise ValueError(
                 f"models.vit.patch_size: expected a divisor of the grid size {grid_size}, "
                 f"got {config.patch_size}"
