@@ -74,6 +74,15 @@ def histogram_targets() -> list[str]:
             for name in SETS for sim_id in SIM_IDS[name]]
 
 
+def per_attempt(base: int):
+    """A resource (mem_mb, runtime in minutes) that grows with each retry: base x attempt.
+
+    With --retries (the SLURM profile sets 2), a job killed for memory or time is
+    resubmitted asking for twice, then three times, as much.
+    """
+    return lambda wildcards, attempt: base * attempt
+
+
 def pinocchio_plc_outputs(run_dir: str) -> list[str]:
     """The light-cone file(s) a PINOCCHIO run writes (one per NumFiles part)."""
     from cosmo_sbi.simulators.pinocchio import plc_file_names

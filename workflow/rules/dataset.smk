@@ -19,8 +19,8 @@ rule dataset:
     conda:
         ENV
     resources:
-        mem_mb=dataset_mem_mb(),
-        runtime=30,
+        mem_mb=per_attempt(dataset_mem_mb()),
+        runtime=per_attempt(30),
     shell:
         "cosmo-sbi dataset --config {params.config} --latin-hypercube {input.latin_hypercube}"
         " --fiducial {input.fiducial} --output {output} > {log} 2>&1"

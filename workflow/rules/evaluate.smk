@@ -30,8 +30,8 @@ rule evaluate:
         ENV
     threads: 4
     resources:
-        mem_mb=dataset_mem_mb() + 4000,
-        runtime=60,
+        mem_mb=per_attempt(dataset_mem_mb() + 4000),
+        runtime=per_attempt(60),
         **gpu_resources(1),
     shell:
         "OMP_NUM_THREADS={threads} cosmo-sbi evaluate --config {params.config}"

@@ -11,7 +11,7 @@ rule histogram:
     conda:
         ENV
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(5),
     shell:
         "cosmo-sbi histogram --config {params.config} --input {input} --output {output} > {log} 2>&1"

@@ -24,8 +24,8 @@ rule report:
     conda:
         ENV
     resources:
-        mem_mb=2000,
-        runtime=15,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(15),
     shell:
         "cosmo-sbi report --config {params.config} --evaluations {params.evaluations}"
         " --output-dir {params.output_dir} > {log} 2>&1"

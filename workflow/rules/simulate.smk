@@ -19,8 +19,8 @@ if config["simulator"]["backend"] == "embedded":
             ENV
         threads: 2
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=per_attempt(2000),
+            runtime=per_attempt(10),
         shell:
             "cosmo-sbi simulate --config {params.config} --design {input.design} --id {wildcards.id}"
             " --output {output} --threads {threads} > {log} 2>&1"
@@ -62,11 +62,19 @@ else:
         threads: config["simulator"]["pinocchio"]["threads"]
         resources:
             tasks=config["simulator"]["pinocchio"]["tasks"],
-            mem_mb=config["simulator"]["pinocchio"]["tasks"]
-            * config["simulator"]["pinocchio"]["max_mem_mb"],
-            runtime=120,
+            mem_mb=per_attempt(config["simulator"]["pinocchio"]["tasks"]
+                               * config["simulator"]["pinocchio"]["max_mem_mb"]),
+            # SLURM (--profile slurm): an MPI job of `tasks` tasks (sbatch --ntasks) and
+            # MaxMem per task (--mem-per-cpu, so it holds across nodes), launched by srun.
+            mpi=lambda wildcards, threads: f"srun --cpus-per-task={threads}",
+            mem_mb_per_cpu=per_attempt(-(-config["simulator"]["pinocchio"]["max_mem_mb"]
+                                         // config["simulator"]["pinocchio"]["threads"])),
+            runtime=per_attempt(120),
         shell:
-            "cosmo-sbi pinocchio-run --config {params.config} --run-dir {params.run_dir} > {log} 2>&1"
+            # Inside a SLURM allocation the job's srun replaces simulator.pinocchio.command.
+            "cosmo-sbi pinocchio-run --config {params.config} --run-dir {params.run_dir}"
+            " ${{SLURM_JOB_ID:+--command '{resources.mpi} -n {{tasks}} {{executable}}"
+            " {{parameter_file}}'}} > {log} 2>&1"
 
     rule pinocchio_convert:
         input:

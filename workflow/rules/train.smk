@@ -29,8 +29,8 @@ rule train:
         ENV
     threads: 8
     resources:
-        mem_mb=dataset_mem_mb() + 8000,
-        runtime=24 * 60,
+        mem_mb=per_attempt(dataset_mem_mb() + 8000),
+        runtime=per_attempt(24 * 60),
         **gpu_resources(TRAINING["gpus"]),
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --config {params.config}"
