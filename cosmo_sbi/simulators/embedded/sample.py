@@ -57,19 +57,19 @@ STREAM_COUNT, STREAM_BIN, STREAM_IN_BIN, STREAM_OFFSET = 1, 2, 3, 4
 
 @dataclass(frozen=True)
 class BinnedMassFunction:
-    """Tinker08 bin densities, in-bin slopes and Lagrangian-bias coefficients on a
-    uniform redshift grid (linear interpolation in z), and the bias-field radius of each
-    bin."""
+    """Per-cell halo rates on a uniform redshift grid (linear interpolation in z), for
+    cells of a fixed volume: ln lambda_b = ln_base_b(z) + a_b(z) delta_f(b), with
+    ln_base_b = ln(V n_b) - a_b^2 sigma_b^2 / 2; plus the in-bin slopes and the
+    bias-field radius of each bin."""
 
     z_start: float
     z_step: float
     ln_mass_edges: np.ndarray  # (B + 1,) ln M [Msun/h]
-    ln_density: np.ndarray  # (Z, B) ln of the bin number density [(Mpc/h)^-3]
+    ln_base: np.ndarray  # (Z, B) float32, see above
+    bias_coefficient: np.ndarray  # (Z, B) float32, a_b = (b_T10 - 1) D1(z) at the log centre
     slope: np.ndarray  # (Z, B) d ln(dn/dlnM) / d ln M inside each bin
-    bias_coefficient: np.ndarray  # (Z, B) a_b = (b_T10 - 1) D1(z) at the bin's log centre
     radii: tuple[float, ...]  # (F,) bias-field smoothing radii in use [Mpc/h], ascending
     field_of_bin: np.ndarray  # (B,) index into ``radii``
-    variance_of_bin: np.ndarray  # (B,) grid variance of the bin's bias field (z = 0)
 
     @classmethod
     def build(cls, cosmo: Cosmology, min_mass: float, z_min: float, z_max: float,
@@ -103,36 +103,41 @@ class BinnedMassFunction:
         density = np.where(np.abs(log_ratio) > 1e-12,
                            step * (nodes[:, 1:] - nodes[:, :-1]) / safe, step * nodes[:, :-1])
         coefficient = lagrangian_bias * cosmo.growth_factor(z)[:, None]
+        variances = np.asarray(variances, dtype=np.float64)
         per_cell_above = cell_volume * np.cumsum(density[:, ::-1], axis=1)[:, ::-1]
         excess = np.max(per_cell_above[:, :, None] * np.expm1(
-            coefficient[:, :, None] ** 2 * np.asarray(variances)[None, None, :]), axis=0)
+            coefficient[:, :, None] ** 2 * variances[None, None, :]), axis=0)
         within = excess <= MAX_OVERDISPERSION
         choice = np.where(within.any(axis=1), np.argmax(within, axis=1), len(radii) - 1)
         used = np.unique(choice)
+        ln_base = np.log(cell_volume * density) - 0.5 * coefficient**2 * variances[choice]
         return cls(z_start=float(z[0]), z_step=float(z[1] - z[0]), ln_mass_edges=ln_edges,
-                   ln_density=np.log(density), slope=log_ratio / step,
-                   bias_coefficient=coefficient,
+                   ln_base=ln_base.astype(np.float32),
+                   bias_coefficient=coefficient.astype(np.float32), slope=log_ratio / step,
                    radii=tuple(float(radii[index]) for index in used),
-                   field_of_bin=np.searchsorted(used, choice),
-                   variance_of_bin=np.asarray(variances, dtype=np.float64)[choice])
+                   field_of_bin=np.searchsorted(used, choice))
 
-    def at(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ln density, slope, bias coefficient) at redshifts ``z`` (N,), each (N, B)."""
-        position = np.clip((z - self.z_start) / self.z_step, 0.0,
-                           self.ln_density.shape[0] - 1.000001)
+    def _node(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        position = np.clip((np.asarray(z, dtype=np.float64) - self.z_start) / self.z_step, 0.0,
+                           self.ln_base.shape[0] - 1.000001)
         index = position.astype(np.int64)
-        weight = (position - index)[:, None]
-        return tuple(table[index] * (1.0 - weight) + table[index + 1] * weight
-                     for table in (self.ln_density, self.slope, self.bias_coefficient))
+        return index, (position - index).astype(np.float32)[:, None]
 
-    def rates(self, ln_density: np.ndarray, coefficient: np.ndarray, delta: np.ndarray,
-              cell_volume: float, bins: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """lambda_b (..., B'): mean halo numbers in the mass bins ``bins`` of cells with
-        bin densities ``ln_density`` and coefficients ``coefficient`` (..., B') (from
-        ``at``) and overdensities ``delta`` (..., F) in the bias fields (z = 0)."""
-        field_delta = np.asarray(delta, dtype=np.float64)[..., self.field_of_bin[bins]]
-        return cell_volume * np.exp(ln_density + coefficient * field_delta
-                                    - 0.5 * coefficient**2 * self.variance_of_bin[bins])
+    def rates(self, z: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """lambda_b (N, B) float32: mean halo numbers per mass bin of cells at redshifts
+        ``z`` (N,) with overdensities ``delta`` (N, F) in the bias fields (z = 0)."""
+        index, weight = self._node(z)
+        ln_rate = self.ln_base[index] * (1.0 - weight) + self.ln_base[index + 1] * weight
+        coefficient = (self.bias_coefficient[index] * (1.0 - weight)
+                       + self.bias_coefficient[index + 1] * weight)
+        ln_rate += coefficient * np.asarray(delta, dtype=np.float32)[:, self.field_of_bin]
+        return np.exp(ln_rate)
+
+    def slope_at(self, z: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """In-bin slope of dn/dlnM (N,) of bins ``bins`` (N,) at redshifts ``z`` (N,)."""
+        index, weight = self._node(z)
+        return (self.slope[index, bins] * (1.0 - weight[:, 0])
+                + self.slope[index + 1, bins] * weight[:, 0])
 
 
 @dataclass(frozen=True)
@@ -148,18 +153,16 @@ class CellRateTable:
 
     @classmethod
     def build(cls, mass_function: BinnedMassFunction, field: int,
-              delta_range: tuple[float, float], cell_volume: float) -> CellRateTable:
+              delta_range: tuple[float, float]) -> CellRateTable:
         low, high = delta_range
         delta = np.linspace(low, high if high > low else low + 1.0, _DELTA_NODES)
-        bins = np.flatnonzero(mass_function.field_of_bin == field)
-        fields = np.zeros((_DELTA_NODES, len(mass_function.radii)))
-        fields[:, field] = delta
-        rates = mass_function.rates(mass_function.ln_density[:, None, bins],
-                                    mass_function.bias_coefficient[:, None, bins],
-                                    fields[None, :, :], cell_volume, bins).sum(axis=-1)
+        bins = mass_function.field_of_bin == field
+        ln_base = mass_function.ln_base[:, bins].astype(np.float64)
+        coefficient = mass_function.bias_coefficient[:, bins].astype(np.float64)
+        rates = np.exp(ln_base[:, None, :] + coefficient[:, None, :] * delta[None, :, None])
         return cls(z_start=mass_function.z_start, z_step=mass_function.z_step,
                    delta_start=float(delta[0]), delta_step=float(delta[1] - delta[0]),
-                   ln_rate=np.log(rates))
+                   ln_rate=np.log(rates.sum(axis=-1)))
 
     def __call__(self, z: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """The rate of cells at (z, delta), each (N,)."""
@@ -201,13 +204,11 @@ class HaloSampler:
     chunking: every random number is keyed by cell and rank)."""
 
     def __init__(self, mass_function: BinnedMassFunction, delta_ranges: np.ndarray,
-                 cell_volume: float, seed: int) -> None:
+                 seed: int) -> None:
         """``delta_ranges`` (F, 2): min and max of each bias field over all cells."""
         self.mass_function = mass_function
-        self.cell_volume = cell_volume
         self.seed = seed
-        self.tables = [CellRateTable.build(mass_function, field, tuple(delta_ranges[field]),
-                                           cell_volume)
+        self.tables = [CellRateTable.build(mass_function, field, tuple(delta_ranges[field]))
                        for field in range(len(mass_function.radii))]
 
     def __call__(self, cells: np.ndarray, z: np.ndarray,
@@ -237,13 +238,11 @@ class HaloSampler:
         """Masses [Msun/h] of halos in cells at ``z`` with overdensities ``delta``: a bin by
         inverse CDF over lambda_b, then the log-linear dn/dlnM inside the bin."""
         mass_function = self.mass_function
-        ln_density, slopes, coefficient = mass_function.at(z)
-        cumulative = np.cumsum(mass_function.rates(ln_density, coefficient, delta,
-                                                   self.cell_volume), axis=1)
+        cumulative = np.cumsum(mass_function.rates(z, delta), axis=1, dtype=np.float64)
         target = hashed_uniform(self.seed, STREAM_BIN, cells, rank) * cumulative[:, -1]
         chosen = np.minimum(np.sum(cumulative < target[:, None], axis=1),
                             cumulative.shape[1] - 1)
-        slope = slopes[np.arange(len(z)), chosen]
+        slope = mass_function.slope_at(z, chosen)
         fraction = hashed_uniform(self.seed, STREAM_IN_BIN, cells, rank)
         step = mass_function.ln_mass_edges[1] - mass_function.ln_mass_edges[0]
         # Inverse CDF of dn/dlnM ~ exp(slope x) on 0 <= x < step.

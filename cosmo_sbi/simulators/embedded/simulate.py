@@ -214,7 +214,7 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
     core = lightcone_core(cosmo, seed, settings, window, mass_function.radii, threads)
     delta_ranges = np.stack([core.delta.min(axis=0, initial=0.0),
                              core.delta.max(axis=0, initial=0.0)], axis=-1)
-    sampler = HaloSampler(mass_function, delta_ranges, settings.cell_size**3, seed)
+    sampler = HaloSampler(mass_function, delta_ranges, seed)
     pieces = []
     for chunk in core.cone_chunks():
         owner, mass, offset = sampler(chunk.cells, chunk.redshift, chunk.delta)
