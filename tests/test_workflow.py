@@ -15,6 +15,9 @@ from tests.workflow_utils import (
     write_overlay,
 )
 
+# the workflow tests exercise simulation orchestration: stop before dataset and training
+UNTIL_HISTOGRAMS = ("--until", "histogram")
+
 
 def _planned_jobs(stdout: str) -> dict[str, int]:
     """The job-count table Snakemake prints in a dry run."""
@@ -54,7 +57,7 @@ def test_bad_config_fails_before_any_job(tmp_path: Path, overlay: dict, message:
 @pytest.mark.slow
 def test_config_edits_rerun_only_what_they_touch(tmp_path: Path) -> None:
     overlay = write_overlay(tmp_path, TINY_OVERLAY)
-    run_snakemake(tmp_path, overlay)
+    run_snakemake(tmp_path, overlay, *UNTIL_HISTOGRAMS)
     results = tmp_path / "results"
     histograms = sorted((results / "histograms").rglob("*.h5"))
     assert len(histograms) == 6
@@ -63,7 +66,7 @@ def test_config_edits_rerun_only_what_they_touch(tmp_path: Path) -> None:
     # a histogram setting: every histogram is remade, no simulation reruns
     histogram_edit = {**TINY_OVERLAY, "histogram": {"bins": [8, 8, 8], "min_mass_msun_h": 2e13}}
     hist_before = modification_times(results / "histograms")
-    run_snakemake(tmp_path, write_overlay(tmp_path, histogram_edit))
+    run_snakemake(tmp_path, write_overlay(tmp_path, histogram_edit), *UNTIL_HISTOGRAMS)
     assert modification_times(results / "sims") == before
     hist_after = modification_times(results / "histograms")
     assert all(hist_after[name] != hist_before[name] for name in hist_before)
@@ -73,7 +76,7 @@ def test_config_edits_rerun_only_what_they_touch(tmp_path: Path) -> None:
                   "design": {**TINY_OVERLAY["design"],
                              "latin_hypercube": {"n_simulations": 4,
                                                  "ranges": {"Omega_m": [0.26, 0.4]}}}}
-    run_snakemake(tmp_path, write_overlay(tmp_path, range_edit))
+    run_snakemake(tmp_path, write_overlay(tmp_path, range_edit), *UNTIL_HISTOGRAMS)
     after = modification_times(results / "sims")
     for name, mtime in before.items():
         if name.startswith("fiducial/"):
@@ -81,7 +84,53 @@ def test_config_edits_rerun_only_what_they_touch(tmp_path: Path) -> None:
         else:
             assert after[name] != mtime, name
 
+    # more fiducial seeds: the design table is rewritten, but existing seeds keep their rows
+    # (the table is an ancient() input), so only the new simulation runs
+    grown = {**range_edit, "design": {**range_edit["design"], "fiducial": {"n_simulations": 3}}}
+    run_snakemake(tmp_path, write_overlay(tmp_path, grown), *UNTIL_HISTOGRAMS)
+    final = modification_times(results / "sims")
+    assert {name: final[name] for name in after} == after
+    assert sorted(set(final) - set(after)) == ["fiducial/0002/lightcone.h5"]
+
     # nothing left to do, and no temporary file was left behind anywhere
-    dry = run_snakemake(tmp_path, write_overlay(tmp_path, range_edit), "-n")
+    dry = run_snakemake(tmp_path, write_overlay(tmp_path, grown), "-n", *UNTIL_HISTOGRAMS)
     assert "Nothing to be done" in dry.stdout + dry.stderr
     assert not list(results.rglob("*.tmp-*"))
+
+
+def _pinocchio_overlay(folder: Path) -> Path:
+    """Tiny PINOCCHIO-backend config whose executable is the fixture-copying stand-in."""
+    overlay = {
+        "design": TINY_OVERLAY["design"],
+        "histogram": {"bins": [8, 8, 8]},
+        "simulator": {"backend": "pinocchio",
+                      "pinocchio": {"executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
+                                    "command": "{executable} {parameter_file}",
+                                    "tasks": 2, "grid_size": 64, "box_size_mpc_h": 500.0}},
+    }
+    return write_overlay(folder, overlay)
+
+
+def test_pinocchio_backend_plans_three_jobs_per_simulation(tmp_path: Path) -> None:
+    overlay = _pinocchio_overlay(tmp_path)
+    paper = write_overlay(tmp_path, {"simulator": {"backend": "pinocchio", "pinocchio": {
+        "executable": str(REPO / "tests/fake_pinocchio/pinocchio.x")}}}, "paper.yaml")
+    jobs = _planned_jobs(run_snakemake(tmp_path, paper, "-n", "--quiet", "rules").stdout)
+    assert jobs["pinocchio_setup"] == jobs["pinocchio_run"] == jobs["pinocchio_convert"] == 1100
+    assert overlay.exists()
+
+
+@pytest.mark.slow
+def test_pinocchio_orchestration_and_failure_detection(tmp_path: Path) -> None:
+    overlay = _pinocchio_overlay(tmp_path)
+    results = tmp_path / "results"
+    # a run whose log has ERROR (PINOCCHIO exits 0 then) fails its job: no light cone
+    failing = run_snakemake(tmp_path, overlay, *UNTIL_HISTOGRAMS, "--keep-going",
+                            "--envvars", "FAKE_PINOCCHIO_FAIL", check=False,
+                            env_extra={"FAKE_PINOCCHIO_FAIL": "error"})
+    assert failing.returncode != 0
+    assert not list(results.rglob("lightcone.h5"))
+    # the rerun without the failure resumes and completes every light cone and histogram
+    run_snakemake(tmp_path, overlay, *UNTIL_HISTOGRAMS)
+    assert len(list((results / "sims").rglob("lightcone.h5"))) == 6
+    assert len(list((results / "histograms").rglob("*.h5"))) == 6

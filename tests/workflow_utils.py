@@ -34,14 +34,15 @@ def write_overlay(folder: Path, overlay: dict, name: str = "overlay.yaml") -> Pa
 
 
 def run_snakemake(
-    workdir: Path, overlay: Path, *extra: str, check: bool = True
+    workdir: Path, overlay: Path, *extra: str, check: bool = True,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``snakemake`` on the repository's Snakefile in ``workdir`` with ``overlay``."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(overlay), "--cores", "2",
                *extra]
-    result = subprocess.run(command, capture_output=True, text=True, env=snakemake_env(),
-                            cwd=workdir)
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**snakemake_env(), **(env_extra or {})}, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result

@@ -54,7 +54,8 @@ else:
         params:
             config=CONFIG,
             run_dir=PINOCCHIO_RUN,
-            command=config["simulator"]["pinocchio"]["command"],
+            # a function: the template's {placeholders} are not wildcards
+            command=lambda wildcards: config["simulator"]["pinocchio"]["command"],
         log:
             f"{LOGS}/pinocchio_run/{{set}}/{{id}}.log",
         conda:
