@@ -93,7 +93,8 @@ def _similarity_grid(similarity: np.ndarray, grid: int, path: Path) -> Path:
     volume = similarity.reshape(grid, grid, grid, grid, grid, grid)
     k = grid // 2
     plane = volume[:, :, k, :, :, k]  # (ra, dec) of the reference, (ra, dec) of the others
-    figure, axes = plt.subplots(grid, grid, figsize=(9, 9), layout="constrained")
+    figure, axes = plt.subplots(grid, grid, figsize=(9, 9), squeeze=False,
+                                layout="constrained")
     figure.suptitle(f"Position-embedding cosine similarity in the z patch plane {k}\n"
                     "(panel = reference patch; pixels = every patch of the plane)")
     for i in range(grid):
