@@ -72,3 +72,21 @@ def test_mass_function_within_15_percent_of_tinker08_above_the_floor() -> None:
         assert abs(found / expected - 1.0) < 0.15 + 1.0 / np.sqrt(expected), (low, found,
                                                                              expected)
     assert np.all(WINDOW.contains(halos["ra"], halos["dec"], halos["z_cos"]))
+
+
+@pytest.mark.slow
+def test_counts_above_the_coarse_floor_converge_with_resolution() -> None:
+    """N = 128 and 256 in a 300 Mpc/h box around a nearby wide window (-30..30 deg,
+    0.01 < z < 0.1): the coarse grid's floor is 1.3e14 Msun/h with ~170 halos expected."""
+    cosmo = Cosmology.from_params(FIDUCIAL)
+    window = ConeWindow(ra_deg=(-30.0, 30.0), dec_deg=(-30.0, 30.0), z_cos=(0.01, 0.1))
+    coarse, fine = (simulate_halos(cosmo, 3, settings(grid_size, 300.0), window, threads=2)
+                    for grid_size in (128, 256))
+    floor = mass_floor_msun_h(cosmo, settings(128, 300.0))
+    counts = [np.count_nonzero(halos["mass"] >= floor) for halos in (coarse, fine)]
+    # Same seed and box: the shared modes are identical, so the same patches collapse at
+    # both resolutions and the counts differ only by peaks near the floor (measured
+    # 139 vs 142). The histogram mean is these counts / 64^3, so the issue's 5% on it is
+    # 5% here.
+    assert counts[0] > 100
+    assert counts[0] == pytest.approx(counts[1], rel=0.05)
