@@ -50,6 +50,8 @@ MAXIMUM_MASS_MSUN_H = 1e16
 _REDSHIFT_NODES = 96
 _DELTA_NODES = 1024
 _HALO_CHUNK = 1 << 15
+MAX_CELL_RATE = 500.0
+"""Largest mean halo number per cell: exp(-rate) must not underflow in the sampler."""
 
 STREAM_COUNT, STREAM_BIN, STREAM_IN_BIN, STREAM_OFFSET = 1, 2, 3, 4
 """Hash streams of the random numbers: cell count, mass bin, mass in bin, offset (3)."""
@@ -210,6 +212,13 @@ class HaloSampler:
         self.seed = seed
         self.tables = [CellRateTable.build(mass_function, field, tuple(delta_ranges[field]))
                        for field in range(len(mass_function.radii))]
+        largest = sum(float(np.exp(table.ln_rate.max())) for table in self.tables)
+        if largest > MAX_CELL_RATE:
+            raise ValueError(
+                f"sample mode: up to {largest:.0f} halos per cell expected above "
+                f"simulator.embedded.min_mass_msun_h = {np.exp(mass_function.ln_mass_edges[0]):g}"
+                f"; the per-cell Poisson sampler needs < {MAX_CELL_RATE:g}: raise "
+                "min_mass_msun_h or simulator.embedded.grid_size")
 
     def __call__(self, cells: np.ndarray, z: np.ndarray,
                  delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
