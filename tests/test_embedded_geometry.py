@@ -118,3 +118,13 @@ def test_extrapolated_fits_warn_with_the_value(window: ConeWindow) -> None:
     with pytest.warns(UserWarning, match="Omega_m = 0.45"):
         simulate_halos(Cosmology.from_params({**FIDUCIAL, "Omega_m": 0.45}), 1,
                        settings(grid_size=32, box_size_mpc_h=200.0), small)
+
+
+@pytest.mark.parametrize("mode", ["sample", "peaks"])
+def test_a_window_without_halos_gives_an_empty_catalogue(mode: str) -> None:
+    tiny = ConeWindow(ra_deg=(-0.01, 0.01), dec_deg=(-0.01, 0.01), z_cos=(0.3, 0.3001))
+    halos = simulate_halos(Cosmology.from_params(FIDUCIAL), 1,
+                           settings(mode=mode, grid_size=16, box_size_mpc_h=200.0), tiny)
+    assert {name: values.shape for name, values in halos.items()} == {
+        "ra": (0,), "dec": (0,), "z_cos": (0,), "z_obs": (0,), "mass": (0,), "pos": (0, 3),
+        "vel": (0, 3)}

@@ -116,9 +116,16 @@ def check_memory(settings: EmbeddedSettings, available: int | None = None) -> No
             "is available; lower grid_size or run on a larger machine")
 
 
-def _table_redshift_range(cosmo: Cosmology, window: ConeWindow, margin: float) -> tuple[float,
-                                                                                       float]:
-    """Redshifts bracketing every cell that can reach the cone (distances +- margin)."""
+def reach_margin(cosmo: Cosmology, settings: EmbeddedSettings) -> float:
+    """Distance [Mpc/h] beyond which no cell can be displaced into the cone: 6 rms
+    displacements plus a cell."""
+    return DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings) + settings.cell_size
+
+
+def table_redshift_range(cosmo: Cosmology, settings: EmbeddedSettings,
+                         window: ConeWindow) -> tuple[float, float]:
+    """Redshifts bracketing every cell that can reach the cone (twice the reach margin)."""
+    margin = 2.0 * reach_margin(cosmo, settings)
     chi_min, chi_max = window.distance_range(cosmo)
     low = float(cosmo.redshift_at_distance(max(chi_min - margin, 0.0)))
     return low, float(cosmo.redshift_at_distance(chi_max + margin))
@@ -177,8 +184,8 @@ def lightcone_core(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
     grid_size, box_size = settings.grid_size, settings.box_size_mpc_h
     lpt_radius = settings.lpt_smoothing_mpc_h
     origin = box_origin(window, cosmo, box_size)
-    margin = DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings) + settings.cell_size
-    cells = candidate_cells(window, cosmo, grid_size, box_size, origin, margin)
+    cells = candidate_cells(window, cosmo, grid_size, box_size, origin,
+                            reach_margin(cosmo, settings))
     modes = linear_density_modes(seed, grid_size, box_size, cosmo.linear_power)
     kernel = smoothing_kernel(grid_size, box_size, lpt_radius)
     if settings.mode == "peaks":
@@ -193,7 +200,7 @@ def lightcone_core(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
         delta[:, column] = smoothed_overdensity_at(smoothed, cells, box_size, lpt_radius,
                                                    radius, threads)
     del smoothed
-    tables = RedshiftTables.build(cosmo, *_table_redshift_range(cosmo, window, 2.0 * margin))
+    tables = RedshiftTables.build(cosmo, *table_redshift_range(cosmo, settings, window))
     return LightconeCore(cells=cells, delta=delta, psi1=fields.psi1, psi2=fields.psi2,
                          tables=tables, origin=origin, settings=settings, window=window,
                          modes=modes)
@@ -205,17 +212,17 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
     z_obs, mass [Msun/h]) plus pos [Mpc/h] and vel [km/s] (N, 3), observer frame."""
     if settings.mode == "peaks":
         return _peak_halos(cosmo, seed, settings, window, threads)
-    margin = DISPLACEMENT_MARGIN_SIGMAS * displacement_rms(cosmo, settings)
     radii = bias_field_radii(settings)
     mass_function = BinnedMassFunction.build(
-        cosmo, settings.min_mass_msun_h, *_table_redshift_range(cosmo, window, 2.0 * margin),
-        radii, tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
+        cosmo, settings.min_mass_msun_h, *table_redshift_range(cosmo, settings, window), radii,
+        tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
         settings.cell_size**3)
     core = lightcone_core(cosmo, seed, settings, window, mass_function.radii, threads)
     delta_ranges = np.stack([core.delta.min(axis=0, initial=0.0),
                              core.delta.max(axis=0, initial=0.0)], axis=-1)
     sampler = HaloSampler(mass_function, delta_ranges, seed)
-    pieces = []
+    pieces = [_lightcone_fields(np.empty((0, 3)), np.empty((0, 3), np.float32), np.empty(0),
+                                core.tables, window)]
     for chunk in core.cone_chunks():
         owner, mass, offset = sampler(chunk.cells, chunk.redshift, chunk.delta)
         position = chunk.position[owner].astype(np.float64) + offset * settings.cell_size
@@ -229,8 +236,9 @@ def _peak_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, window:
     """Peaks mode: peak patches of the cone cells, moved by 2LPT from the peak position."""
     core = lightcone_core(cosmo, seed, settings, window, (), threads)
     chunks = list(core.cone_chunks())
-    cone_cells = np.concatenate([chunk.cells for chunk in chunks])
-    cone_redshift = np.concatenate([chunk.redshift for chunk in chunks])
+    cone_cells = np.concatenate([np.empty(0, np.int64)] + [chunk.cells for chunk in chunks])
+    cone_redshift = np.concatenate([np.empty(0, np.float32)]
+                                   + [chunk.redshift for chunk in chunks])
     del chunks
     peaks = find_peaks(core.modes, cone_cells, cone_redshift, cosmo, settings.box_size_mpc_h,
                        threads)
