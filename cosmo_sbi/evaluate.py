@@ -218,7 +218,8 @@ def metrics_from_predictions(table: Table) -> dict[str, Any]:
 def write_evaluation(config: Config, model_name: str, table: Table,
                      training_summary: Mapping[str, Any], model_dir: Path,
                      output_dir: Path) -> dict[str, Any]:
-    """Write predictions, metrics.json and the per-model figures; return the metrics."""
+    """Write the predictions, a copy of the history and the per-model figures; return the
+    metrics (written to metrics.json by the caller, last)."""
     from cosmo_sbi import plots
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -289,6 +290,7 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     write_metrics(metrics, output_dir / METRICS_FILE)
     test = metrics.get("test", {}).get("parameters", {})
     for name, values in test.items():
-        log.info("%s test %-8s slope %.3f  R^2 %.3f  RMSE %.4g  cov68 %.2f", model_name, name,
-                 values["slope"], values["r2"], values["rmse"], values["coverage_68"])
+        log.info("%s test %-8s %s", model_name, name, "  ".join(
+            f"{key} {values[key]:.4g}" if values[key] is not None else f"{key} -"
+            for key in ("slope", "r2", "rmse", "coverage_68")))
     return metrics
