@@ -116,8 +116,9 @@ def candidate_cells(window: ConeWindow, cosmo: Cosmology, grid_size: int, box_si
         angular_margin = np.degrees(margin / np.maximum(radius, margin))
         ra = np.degrees(np.arctan2(y, x))
         dec = np.degrees(np.arcsin(np.clip(z / np.maximum(radius, 1e-9), -1.0, 1.0)))
-        near &= ((ra >= window.ra_deg[0] - angular_margin)
-                 & (ra <= window.ra_deg[1] + angular_margin)
+        # An RA interval spans r cos(DEC) dRA: the RA margin widens by 1 / cos(DEC).
+        ra_margin = angular_margin / np.maximum(np.cos(np.radians(dec)), 1e-3)
+        near &= ((ra >= window.ra_deg[0] - ra_margin) & (ra <= window.ra_deg[1] + ra_margin)
                  & (dec >= window.dec_deg[0] - angular_margin)
                  & (dec <= window.dec_deg[1] + angular_margin))
         selected.append(ix * grid_size * grid_size + np.flatnonzero(near))
@@ -261,9 +262,10 @@ def iter_cells_on_lightcone(cells: np.ndarray, delta: np.ndarray, psi1: np.ndarr
         radius = np.sqrt(_rowwise_dot(position, position))
         ra, dec = radec_from_cartesian(position)
         slack = np.degrees(half_diagonal / radius)
+        ra_slack = slack / np.maximum(np.cos(np.radians(dec)), 1e-3)
         keep = np.flatnonzero(
             (radius >= chi_limits[0] - half_diagonal) & (radius <= chi_limits[1] + half_diagonal)
-            & (ra >= window.ra_deg[0] - slack) & (ra <= window.ra_deg[1] + slack)
+            & (ra >= window.ra_deg[0] - ra_slack) & (ra <= window.ra_deg[1] + ra_slack)
             & (dec >= window.dec_deg[0] - slack) & (dec <= window.dec_deg[1] + slack))
         velocity = peculiar_velocity(psi1[part][keep], psi2[part][keep], redshift[keep], tables)
         yield ConeCells(cells=cells[part][keep], position=position[keep].astype(np.float32),
