@@ -84,14 +84,19 @@ def white_noise_slab(seed: int, grid_size: int, x_slice: slice) -> np.ndarray:
     """
     nx, ny, nz = _slab_wavevectors(grid_size, x_slice)
     # Canonical member of (+n, -n): nz > 0, or nz == 0 and (ny > 0 or ny == 0 and nx > 0).
-    canonical = (nz > 0) | ((nz == 0) & ((ny > 0) | ((ny == 0) & (nx > 0))))
-    sign = np.where(canonical, 1, -1)
-    bits = hash_keys(seed, STREAM_NOISE, nx * sign, ny * sign, nz * sign)
-    u1 = ((bits >> np.uint64(32)).astype(np.float64) + 0.5) * _TWO_POW_MINUS_32
-    u2 = ((bits & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) * _TWO_POW_MINUS_32
-    amplitude = np.sqrt(-np.log(u1))
-    phase = (2.0 * np.pi) * u2 * sign
-    modes = (amplitude * np.exp(1j * phase)).astype(np.complex64)
+    # Only the nz = 0 plane holds non-canonical modes: hash their partners there.
+    bits = hash_keys(seed, STREAM_NOISE, nx, ny, nz)
+    plane_x, plane_y = nx[:, :, 0], ny[:, :, 0]
+    sign = np.where((plane_y > 0) | ((plane_y == 0) & (plane_x > 0)), 1, -1)
+    bits[:, :, 0] = hash_keys(seed, STREAM_NOISE, plane_x * sign, plane_y * sign, 0)
+    amplitude = np.sqrt(-np.log(((bits >> np.uint64(32)).astype(np.float64) + 0.5)
+                                * _TWO_POW_MINUS_32))
+    phase = ((bits & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) * (
+        2.0 * np.pi * _TWO_POW_MINUS_32)
+    phase[:, :, 0] *= sign
+    modes = np.empty(bits.shape, dtype=np.complex64)
+    modes.real = amplitude * np.cos(phase)
+    modes.imag = amplitude * np.sin(phase)
     modes[np.broadcast_to(_nyquist_or_zero(nx, ny, nz, grid_size), modes.shape)] = 0.0
     return modes
 
