@@ -38,6 +38,8 @@ TRAINING_FIELDS: tuple[str, ...] = (
     "epochs_run", "best_epoch", "best_val_loss", "stopped_early", "device", "world_size",
     "train_samples", "validation_samples",
 )
+CENTRED_FRACTION = 0.05
+"""Fiducial values this close to the prior centre (fraction of the width) are flagged."""
 PRIOR_DOMINATED_SLOPE = 0.2
 """Below this test-split slope a parameter's predictions barely follow the truth."""
 
@@ -142,6 +144,21 @@ def _link(target: Path, output_dir: Path) -> str:
     return Path(os.path.relpath(target, output_dir)).as_posix()
 
 
+def _centred_parameters_note(config: Config) -> str:
+    """Which fiducial values sit near the centre of the prior, where shrinkage looks unbiased."""
+    ranges = config["design"]["latin_hypercube"]["ranges"]
+    fiducial = config["design"]["fiducial"]["parameters"]
+    centred = [f"{name} = {fiducial[name]:g}" for name in PARAMETER_NAMES
+               if abs(fiducial[name] - sum(ranges[name]) / 2)
+               <= CENTRED_FRACTION * (ranges[name][1] - ranges[name][0])]
+    if not centred:
+        return "No fiducial value sits near the centre of its prior range."
+    return (f"{', '.join(centred)} sit within {CENTRED_FRACTION:.0%} of the prior width of the "
+            "centre of their prior ranges, where a network that ignores the input and returns "
+            "the prior centre is unbiased: a small bias there is no evidence of information; "
+            "read it with the test-split slope above.")
+
+
 def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
                      comparison_figures: Mapping[str, Path], output_dir: Path) -> str:
     """The text of summary.md."""
@@ -164,15 +181,16 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
         f"input (`prior-dominated`: slope + 2 s.e. < {PRIOR_DOMINATED_SLOPE}). R^2 is about the "
         "identity line (0 = as good as predicting the mean truth). Coverage: fraction of truths "
         "inside the central Gaussian interval from the predicted sigma; with "
-        f"{n_test} test cosmologies its standard error is about {coverage_error:.2f}.",
+        f"{n_test} test cosmologies its standard error is about {coverage_error:.2f}."
+        + (" The loss `mse` does not train the predicted sigma: ignore the coverage."
+           if config["training"]["loss"] == "mse" else ""),
         "",
         *_test_table(evaluations),
         "",
         "## Fiducial seeds",
         "",
-        "Scatter and bias of the predicted means over seeds at one cosmology. w0 = -1 and "
-        "wa = 0 sit at the centre of their prior ranges, so a small bias there is no evidence "
-        "of information: read it with the test-split slope above.",
+        "Scatter and bias of the predicted means over seeds at one cosmology. "
+        + _centred_parameters_note(config),
         "",
         *(_fiducial_table(evaluations) if all("fiducial" in e for e in evaluations)
           else ["(no fiducial predictions)"]),

@@ -162,3 +162,14 @@ def test_single_simulation_metrics_are_undefined_not_nan(truth: np.ndarray) -> N
         assert values["coverage_68"] == 1.0
     seed = fiducial_metrics(truth[:1], truth[:1], np.full((1, 6), 0.02))
     assert all(values["std"] is None for values in seed.values())
+
+
+def test_mean_pooled_maps_average_the_patch_queries() -> None:
+    grid, tokens = 2, 9
+    rng = np.random.default_rng(4)
+    attention = rng.uniform(size=(3, tokens, tokens))
+    maps = attention_to_patches(attention, "mean", grid)
+    # patch (1, 0, 1) is token 1 + 1*4 + 0*2 + 1 = 6; queries are the 8 patch tokens 1..8
+    np.testing.assert_allclose(maps[:, 1, 0, 1], attention[:, 1:, 6].mean(axis=1), rtol=1e-14)
+    np.testing.assert_allclose(attention_to_patches(attention, "cls", grid)[:, 1, 0, 1],
+                               attention[:, 0, 6], rtol=0)

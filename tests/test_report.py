@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from astropy.table import Table
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.cli import main
@@ -20,6 +21,8 @@ from cosmo_sbi.evaluate import (
     parameter_arrays,
     read_predictions,
     split_metrics,
+    write_evaluation,
+    write_metrics,
 )
 from cosmo_sbi.models import count_parameters, load_trained
 from cosmo_sbi.report import write_report
@@ -122,3 +125,41 @@ def test_report_names_a_folder_without_metrics(pipeline: dict, tmp_path: Path) -
     with pytest.raises(FileNotFoundError, match="not_an_evaluation/metrics.json"):
         write_report(pipeline["config"], [pipeline["root"] / "evaluation" / "cnn", empty],
                      tmp_path / "report")
+
+
+def _synthetic_predictions(splits: list[str], seed: int) -> Table:
+    """A predictions table in the evaluate format (physical units) without a model."""
+    rng = np.random.default_rng(seed)
+    table = Table({"id": [f"{i:04d}" for i in range(len(splits))],
+                   "set": ["fiducial" if s == "fiducial" else "latin_hypercube" for s in splits],
+                   "split": splits})
+    for name in PARAMETER_NAMES:
+        table[f"{name}_true"] = rng.uniform(size=len(splits))
+        table[f"{name}_mean"] = rng.uniform(size=len(splits))
+        table[f"{name}_sigma"] = np.full(len(splits), 0.3)
+    return table
+
+
+def test_report_of_a_one_simulation_test_split(tmp_path: Path) -> None:
+    """A tiny workflow may leave one test cosmology: undefined slopes show as '-', not NaN."""
+    config = small_config()
+    splits = ["train"] * 5 + ["validation", "test"] + ["fiducial"] * 3
+    folders = []
+    for seed, model in enumerate(MODELS):
+        folder = tmp_path / model
+        metrics = write_evaluation(config, model, _synthetic_predictions(splits, seed), {},
+                                   tmp_path / "no_model", folder)
+        write_metrics(metrics, folder / "metrics.json")
+        assert json.loads((folder / "metrics.json").read_text())["test"]["parameters"][
+            "w0"]["slope"] is None
+        folders.append(folder)
+    write_report(config, folders, tmp_path / "report")
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "nan" not in summary.lower()
+    assert sum(line.startswith("| w0 | ") and "| - ± - |" in line
+               for line in summary.splitlines()) == 2
+    assert "w0 = -1, wa = 0 sit within" in summary
+    with open(tmp_path / "report" / "comparison.csv", newline="") as stream:
+        rows = {(r["section"], r["parameter"], r["metric"]): r for r in csv.DictReader(stream)}
+    assert rows[("test", "h", "slope")]["vit"] == ""
+    assert float(rows[("test", "h", "rmse")]["vit"]) > 0
