@@ -274,7 +274,8 @@ class HistogramDataset(Dataset):
     scaled to the unit prior box. With ``augment`` each item gets one of the 8 transverse
     symmetries, drawn per epoch from a torch.Generator seeded by :meth:`set_epoch`, so the
     augmentation of item i depends only on (seed, epoch, i): training is deterministic and
-    resumable whatever the DataLoader workers or batch order.
+    resumable whatever the DataLoader workers or batch order (workers must be re-created
+    each epoch, i.e. ``persistent_workers=False``, to see the new draw).
 
     Swapping RA and DEC is exact for the statistics of the halo field but not for the cell
     volumes of a (RA, DEC) grid, which shrink as cos(DEC) (6% at |DEC| = 20 deg); the swap
