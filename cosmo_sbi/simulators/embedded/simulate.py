@@ -159,6 +159,7 @@ class LightconeCore:
 
     cells: np.ndarray  # (N,) flat indices of cells that can reach the cone
     delta: np.ndarray  # (N, F) z = 0 overdensity smoothed at each bias radius
+    delta_range: np.ndarray  # (F, 2) min and max of each column of delta
     psi1: np.ndarray  # (N, 3) [Mpc/h]
     psi2: np.ndarray  # (N, 3) [Mpc/h]
     tables: RedshiftTables
@@ -196,14 +197,16 @@ def lightcone_core(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
     del kernel
     fields = lpt_fields_at(smoothed, cells, box_size, threads)
     delta = np.empty((len(cells), len(bias_radii)), dtype=np.float32)
+    delta_range = np.zeros((len(bias_radii), 2))
     for column, radius in enumerate(bias_radii):
-        delta[:, column] = smoothed_overdensity_at(smoothed, cells, box_size, lpt_radius,
-                                                   radius, threads)
+        values = smoothed_overdensity_at(smoothed, cells, box_size, lpt_radius, radius, threads)
+        delta[:, column] = values
+        delta_range[column] = values.min(initial=0.0), values.max(initial=0.0)
     del smoothed
     tables = RedshiftTables.build(cosmo, *table_redshift_range(cosmo, settings, window))
-    return LightconeCore(cells=cells, delta=delta, psi1=fields.psi1, psi2=fields.psi2,
-                         tables=tables, origin=origin, settings=settings, window=window,
-                         modes=modes)
+    return LightconeCore(cells=cells, delta=delta, delta_range=delta_range, psi1=fields.psi1,
+                         psi2=fields.psi2, tables=tables, origin=origin, settings=settings,
+                         window=window, modes=modes)
 
 
 def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, window: ConeWindow,
@@ -218,9 +221,7 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
         tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
         settings.cell_size**3)
     core = lightcone_core(cosmo, seed, settings, window, mass_function.radii, threads)
-    delta_ranges = np.stack([core.delta.min(axis=0, initial=0.0),
-                             core.delta.max(axis=0, initial=0.0)], axis=-1)
-    sampler = HaloSampler(mass_function, delta_ranges, seed)
+    sampler = HaloSampler(mass_function, core.delta_range, seed)
     pieces = [_lightcone_fields(np.empty((0, 3)), np.empty((0, 3), np.float32), np.empty(0),
                                 core.tables, window)]
     for chunk in core.cone_chunks():
