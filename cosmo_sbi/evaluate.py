@@ -91,6 +91,14 @@ def slope_standard_error(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(residual**2, axis=0) / dof / np.sum(centred_true**2, axis=0))
 
 
+def pull_std(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Standard deviation (P,) of the pulls (true - mean) / sigma: 1 when the predicted sigmas
+    are calibrated, above 1 when they are too small."""
+    if len(true) < 2:
+        return np.full(true.shape[1], np.nan)
+    return np.std((true - mean) / sigma, axis=0, ddof=1)
+
+
 def interval_coverage(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray,
                       level: float) -> np.ndarray:
     """Fraction (P,) of truths inside the central Gaussian interval of probability ``level``."""
@@ -112,15 +120,15 @@ def _as_json_values(columns: Mapping[str, np.ndarray]) -> dict[str, dict]:
 
 
 def split_metrics(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> dict[str, dict]:
-    """Per parameter: RMSE, R^2, slope and its standard error, bias, mean sigma and the
-    coverages of the Gaussian intervals (COVERAGE_LEVELS). Undefined values (slope and R^2
-    of fewer than 2 simulations, slope error of fewer than 3) are None."""
+    """Per parameter: RMSE, R^2, slope and its standard error, bias, mean sigma, pull std and
+    the coverages of the Gaussian intervals (COVERAGE_LEVELS). Undefined values (slope, R^2
+    and pull std of fewer than 2 simulations, slope error of fewer than 3) are None."""
     with np.errstate(divide="ignore", invalid="ignore"):  # one simulation: 0/0 -> None
         columns = {
             "rmse": rmse(true, mean), "r2": r_squared(true, mean),
             "slope": regression_slope(true, mean),
             "slope_stderr": slope_standard_error(true, mean), "bias": mean_bias(true, mean),
-            "mean_sigma": np.mean(sigma, axis=0),
+            "mean_sigma": np.mean(sigma, axis=0), "pull_std": pull_std(true, mean, sigma),
             **{f"coverage_{round(100 * level)}": interval_coverage(true, mean, sigma, level)
                for level in COVERAGE_LEVELS},
         }

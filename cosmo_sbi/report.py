@@ -102,7 +102,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _test_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
     coverage_keys = [f"coverage_{round(100 * level)}" for level in COVERAGE_LEVELS]
-    header = ["parameter", "model", "slope", "R^2", "RMSE", "bias", "mean sigma",
+    header = ["parameter", "model", "slope", "R^2", "RMSE", "bias", "mean sigma", "pull std",
               *[f"cov {round(100 * level)}%" for level in COVERAGE_LEVELS], "note"]
     rows = []
     for name in PARAMETER_NAMES:
@@ -114,7 +114,7 @@ def _test_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
             slope = f"{_format(values['slope'], 2)} ± {_format(values['slope_stderr'], 2)}"
             rows.append([name, evaluation["model"], slope, _format(values["r2"], 2),
                          _format(values["rmse"]), _format(values["bias"], 2),
-                         _format(values["mean_sigma"]),
+                         _format(values["mean_sigma"]), _format(values["pull_std"], 2),
                          *[_format(values[key], 2) for key in coverage_keys], note])
     return _table(header, rows)
 
@@ -179,7 +179,8 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
         "Slope of predicted on true (± its standard error): near 1 the network reads the "
         "parameter from the light cone; near 0 it predicts the prior centre whatever the "
         f"input (`prior-dominated`: slope + 2 s.e. < {PRIOR_DOMINATED_SLOPE}). R^2 is about the "
-        "identity line (0 = as good as predicting the mean truth). Coverage: fraction of truths "
+        "identity line (0 = as good as predicting the mean truth). Pull std: standard deviation "
+        "of (true - mean) / sigma, 1 for calibrated sigmas. Coverage: fraction of truths "
         "inside the central Gaussian interval from the predicted sigma; with "
         f"{n_test} test cosmologies its standard error is about {coverage_error:.2f}."
         + (" The loss `mse` does not train the predicted sigma: ignore the coverage."

@@ -12,6 +12,7 @@ from cosmo_sbi.evaluate import (
     fiducial_metrics,
     interval_coverage,
     mean_bias,
+    pull_std,
     r_squared,
     regression_slope,
     rmse,
@@ -83,6 +84,11 @@ def test_calibrated_gaussian_errors_cover_68_and_95(truth: np.ndarray) -> None:
     for level in (0.68, 0.95):
         coverage = interval_coverage(truth, mean, sigma, level)
         assert np.all(np.abs(coverage - level) < _binomial_tolerance(level, N_TEST)), coverage
+    # pulls of calibrated errors have unit std; its relative sampling error is
+    # 1 / sqrt(2 (N - 1)) = 0.5%: allow 4 of them
+    np.testing.assert_allclose(pull_std(truth, mean, sigma), 1.0, atol=4 / np.sqrt(2 * N_TEST))
+    np.testing.assert_allclose(pull_std(truth, mean, 2 * sigma), 0.5,
+                               atol=2 / np.sqrt(2 * N_TEST))
     # the same errors, reported with half their true size: coverage P(|Z| < z_p / 2)
     overconfident = interval_coverage(truth, mean, sigma / 2, 0.68)
     expected = 2 * norm.cdf(norm.ppf(0.84) / 2) - 1
@@ -157,7 +163,7 @@ def test_single_simulation_metrics_are_undefined_not_nan(truth: np.ndarray) -> N
     one = split_metrics(truth[:1], truth[:1] + 0.01, np.full((1, 6), 0.02))
     for values in one.values():
         assert values["slope"] is None and values["r2"] is None
-        assert values["slope_stderr"] is None
+        assert values["slope_stderr"] is None and values["pull_std"] is None
         assert values["rmse"] == pytest.approx(0.01)
         assert values["coverage_68"] == 1.0
     seed = fiducial_metrics(truth[:1], truth[:1], np.full((1, 6), 0.02))
