@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import torch
 
+from cosmo_sbi.io import read_attrs
 from cosmo_sbi.plots import plt, save_figure
 
 SLICES = 4
@@ -123,16 +124,62 @@ def _z_profile_figure(similarity: np.ndarray, grid: int, path: Path) -> Path:
 
 
 @torch.no_grad()
+def redshift_profiles(model: torch.nn.Module, inputs: h5py.Dataset, rows: np.ndarray,
+                      device: torch.device, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Attention of the pooled token per redshift slice of patches, averaged over the light
+    cones ``rows`` of ``inputs`` and over RA and DEC: last layer (heads, P) and rollout (P,)."""
+    pool = model.config.pool
+    heads_sum, rollout_sum = 0.0, 0.0
+    for start in range(0, len(rows), batch_size):
+        x = torch.as_tensor(inputs[rows[start:start + batch_size]], device=device)
+        _, _, attentions = model(x, return_attention=True)
+        layers = [attention.double().cpu().numpy() for attention in attentions]
+        grid = round((layers[0].shape[-1] - 1) ** (1 / 3))
+        for sample in range(len(x)):
+            per_sample = [layer[sample] for layer in layers]
+            heads = attention_to_patches(per_sample[-1], pool, grid)
+            rollout = _pooled_row(attention_rollout(per_sample), pool).reshape(grid, grid, grid)
+            heads_sum = heads_sum + heads.sum(axis=(1, 2))
+            rollout_sum = rollout_sum + rollout.sum(axis=(0, 1))
+    return heads_sum / len(rows), rollout_sum / len(rows)
+
+
+def _redshift_figure(heads: np.ndarray, rollout: np.ndarray, z_range: tuple[float, float],
+                     n_light_cones: int, path: Path) -> Path:
+    """Attention per redshift slice of patches: last-layer heads and rollout."""
+    edges = np.linspace(*z_range, len(rollout) + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    figure.suptitle(f"Attention per redshift slice, mean over {n_light_cones} test light cones")
+    for head, profile in enumerate(heads):
+        axes[0].plot(centres, profile, marker="o", ms=3, label=f"head {head}")
+    axes[0].set_title("last layer")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(centres, rollout, marker="o", ms=3, color="k")
+    axes[1].set_title("rollout")
+    for axis in axes:
+        axis.axhline(1 / len(rollout), color="0.6", ls=":", lw=0.8)  # uniform attention
+        axis.set_xlabel("z_obs of the patch slice")
+        axis.set_ylabel("attention summed over RA, DEC")
+    return save_figure(figure, path)
+
+
+@torch.no_grad()
 def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathLike[str],
                             folder: Path, device: torch.device) -> dict[str, Path]:
-    """Attention per head (last layer), rollout and position-embedding figures of the ViT,
-    for the first light cone of the test split, in ``folder``; returns name -> PNG path."""
+    """Attention per head (last layer) and rollout maps of the first light cone of the test
+    split, their redshift profiles over the whole test split, and the position-embedding
+    figures of the ViT, in ``folder``; returns name -> PNG path."""
+    model.eval()
     with h5py.File(dataset_path, "r") as handle:
         split = handle["split"].asstr()[...]
-        index = int(np.flatnonzero(split == "test")[0]) if np.any(split == "test") else 0
+        test_rows = np.flatnonzero(split == "test")
+        index = int(test_rows[0])
         sim_id = handle["ids"].asstr()[index]
         x = torch.as_tensor(handle["inputs"][index:index + 1], device=device)
-    model.eval()
+        z_range = tuple(read_attrs(handle)["histogram"]["z_obs"])
+        head_profiles, rollout_profile = redshift_profiles(model, handle["inputs"], test_rows,
+                                                           device)
     _, _, attentions = model(x, return_attention=True)
     layers = [attention[0].double().cpu().numpy() for attention in attentions]
     pool = model.config.pool
@@ -152,6 +199,8 @@ def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathL
             np.concatenate([patch_means[None], rollout]), ["input (patch mean)", "rollout"],
             f"Attention rollout over {len(layers)} layers (light cone {sim_id})",
             folder / "attention_rollout.png"),
+        "attention_redshift": _redshift_figure(head_profiles, rollout_profile, z_range,
+                                               len(test_rows), folder / "attention_redshift.png"),
         "position_similarity": _similarity_grid(similarity, grid,
                                                 folder / "position_similarity.png"),
         "position_similarity_z": _z_profile_figure(similarity, grid,

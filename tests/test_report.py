@@ -78,7 +78,8 @@ def test_predictions_are_physical_and_metrics_match_them(pipeline: dict) -> None
         for figure in metrics["figures"].values():
             assert (root / "evaluation" / model / figure).stat().st_size > 1000
     vit_figures = json.loads((root / "evaluation" / "vit" / "metrics.json").read_text())
-    assert {"attention_heads", "attention_rollout", "position_similarity"} <= set(
+    assert {"attention_heads", "attention_rollout", "attention_redshift",
+            "position_similarity"} <= set(
         vit_figures["figures"])
 
 
