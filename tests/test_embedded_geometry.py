@@ -10,15 +10,21 @@ import pytest
 
 from cosmo_sbi.config import load_config
 from cosmo_sbi.cosmology import Cosmology
+from cosmo_sbi.lightcone import radec_from_cartesian
 from cosmo_sbi.simulators.embedded.geometry import (
     ConeWindow,
     RedshiftTables,
     box_origin,
+    candidate_cells,
+    cell_positions,
     displace_to_lightcone,
 )
+from cosmo_sbi.simulators.embedded.initial_conditions import linear_density_modes
+from cosmo_sbi.simulators.embedded.lpt import lpt_fields_at, smoothing_kernel
 from cosmo_sbi.simulators.embedded.simulate import (
     EmbeddedSettings,
     check_memory,
+    reach_margin,
     required_memory_bytes,
     simulate_halos,
 )
@@ -78,6 +84,34 @@ def test_lightcone_redshift_is_consistent_with_position(window: ConeWindow) -> N
                                atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(position, axis=1),
                                cosmo.comoving_distance(redshift), atol=1e-2)
+
+
+def test_candidate_cells_include_every_cell_displaced_into_the_cone() -> None:
+    """Brute force on every cell of a box that holds the cone with 0.2 Mpc/h to spare: an
+    asymmetric window (RA 0..30 deg) lies along the y = 0 face, so cells just below it
+    (whose unrolled image sits at the far face) are displaced through the face into the
+    cone: ~440 of them here, 32 of which a test of the image alone missed."""
+    cosmo = Cosmology.from_params(FIDUCIAL)
+    window = ConeWindow(ra_deg=(0.0, 30.0), dec_deg=(-5.0, 5.0), z_cos=(0.1, 0.15))
+    lower, upper = window.bounding_box(cosmo)
+    box_size, grid_size = float(np.max(upper - lower)) + 0.2, 64
+    origin = box_origin(window, cosmo, box_size)
+    modes = linear_density_modes(5, grid_size, box_size, cosmo.linear_power)
+    modes *= smoothing_kernel(grid_size, box_size, 6.0)
+    cells = np.arange(grid_size**3)
+    fields = lpt_fields_at(modes, cells, box_size)
+    tables = RedshiftTables.build(cosmo, 0.02, 0.3)
+    lagrangian = cell_positions(cells, grid_size, box_size, origin)
+    position, redshift = displace_to_lightcone(lagrangian, fields.psi1, fields.psi2, tables,
+                                               origin, box_size)
+    inside = window.contains(*radec_from_cartesian(position), redshift)
+    d1, d2 = tables.background_at(redshift, count=2)
+    through_a_face = np.any(np.abs(position - lagrangian - d1[:, None] * fields.psi1
+                                   - d2[:, None] * fields.psi2) > box_size / 2, axis=1)
+    assert np.count_nonzero(inside & through_a_face) > 100
+    margin = reach_margin(cosmo, settings(grid_size=grid_size, box_size_mpc_h=box_size))
+    candidates = candidate_cells(window, cosmo, grid_size, box_size, origin, margin)
+    assert np.setdiff1d(cells[inside], candidates).size == 0
 
 
 def test_memory_estimate_refuses_a_grid_that_cannot_fit() -> None:

@@ -7,11 +7,15 @@ The periodic box of side L is unrolled once around the cone: every point of the 
 volume has exactly one image in the axis-aligned cube ``[origin, origin + L)^3`` that
 is centred on the cone's bounding box. The cone fits when its bounding box is no larger
 than L along every axis (depth ``chi_max - cos(ra) cos(dec) chi_min``, width
-``2 sin(20 deg) chi_max`` for the default window); otherwise halos would repeat.
+``2 sin(20 deg) chi_max`` for the default window); otherwise halos would repeat. Where
+the cone comes closer to a face than the displacements reach, cells displaced through
+that face re-enter from the opposite one; the candidate search and the light-cone
+iteration follow them.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -102,25 +106,48 @@ def _axis_images(grid_size: int, box_size: float, origin: np.ndarray) -> list[np
     return [origin[axis] + np.mod(coordinates - origin[axis], box_size) for axis in range(3)]
 
 
+def _periodic_shifts(window: ConeWindow, cosmo: Cosmology, box_size: float,
+                     origin: np.ndarray, margin: float) -> list[np.ndarray]:
+    """Shifts (multiples of L) under which an unrolled cell image can be displaced
+    through a face of the box into the cone: along an axis where the cone comes within
+    ``margin`` of a face, the image near the opposite face is tested shifted across."""
+    lower, upper = window.bounding_box(cosmo)
+    options = []
+    for axis in range(3):
+        axis_shifts = [0.0]
+        if lower[axis] - origin[axis] < margin:
+            axis_shifts.append(-box_size)
+        if origin[axis] + box_size - upper[axis] < margin:
+            axis_shifts.append(box_size)
+        options.append(axis_shifts)
+    return [np.array(shift) for shift in itertools.product(*options)]
+
+
 def candidate_cells(window: ConeWindow, cosmo: Cosmology, grid_size: int, box_size: float,
                     origin: np.ndarray, margin: float) -> np.ndarray:
     """Flat indices (int64, ascending) of the Lagrangian cells whose unrolled image lies
-    within ``margin`` [Mpc/h] of the cone: every cell that can be displaced into it."""
+    within ``margin`` [Mpc/h] of the cone, directly or through a face of the box: every
+    cell that can be displaced into it."""
     chi_min, chi_max = window.distance_range(cosmo)
     images = _axis_images(grid_size, box_size, origin)
-    y, z = np.meshgrid(images[1], images[2], indexing="ij")
+    shifts = _periodic_shifts(window, cosmo, box_size, origin, margin)
     selected = []
-    for ix, x in enumerate(images[0]):
-        radius = np.sqrt(x * x + y * y + z * z)
-        near = (radius >= chi_min - margin) & (radius <= chi_max + margin)
-        angular_margin = np.degrees(margin / np.maximum(radius, margin))
-        ra = np.degrees(np.arctan2(y, x))
-        dec = np.degrees(np.arcsin(np.clip(z / np.maximum(radius, 1e-9), -1.0, 1.0)))
-        # An RA interval spans r cos(DEC) dRA: the RA margin widens by 1 / cos(DEC).
-        ra_margin = angular_margin / np.maximum(np.cos(np.radians(dec)), 1e-3)
-        near &= ((ra >= window.ra_deg[0] - ra_margin) & (ra <= window.ra_deg[1] + ra_margin)
-                 & (dec >= window.dec_deg[0] - angular_margin)
-                 & (dec <= window.dec_deg[1] + angular_margin))
+    for ix, x_plane in enumerate(images[0]):
+        near = np.zeros((grid_size, grid_size), dtype=bool)
+        for shift in shifts:
+            x = x_plane + shift[0]
+            y, z = np.meshgrid(images[1] + shift[1], images[2] + shift[2], indexing="ij")
+            radius = np.sqrt(x * x + y * y + z * z)
+            angular_margin = np.degrees(margin / np.maximum(radius, margin))
+            ra = np.degrees(np.arctan2(y, x))
+            dec = np.degrees(np.arcsin(np.clip(z / np.maximum(radius, 1e-9), -1.0, 1.0)))
+            # An RA interval spans r cos(DEC) dRA: the RA margin widens by 1 / cos(DEC).
+            ra_margin = angular_margin / np.maximum(np.cos(np.radians(dec)), 1e-3)
+            near |= ((radius >= chi_min - margin) & (radius <= chi_max + margin)
+                     & (ra >= window.ra_deg[0] - ra_margin)
+                     & (ra <= window.ra_deg[1] + ra_margin)
+                     & (dec >= window.dec_deg[0] - angular_margin)
+                     & (dec <= window.dec_deg[1] + angular_margin))
         selected.append(ix * grid_size * grid_size + np.flatnonzero(near))
     return np.concatenate(selected).astype(np.int64)
 
