@@ -120,34 +120,57 @@ def _periodic_shifts(window: ConeWindow, cosmo: Cosmology, box_size: float,
         if origin[axis] + box_size - upper[axis] < margin:
             axis_shifts.append(box_size)
         options.append(axis_shifts)
-    return [np.array(shift) for shift in itertools.product(*options)]
+    return [np.array(shift) for shift in itertools.product(*options)]  # (0, 0, 0) first
+
+
+def _near_cone(x: float, y: np.ndarray, z: np.ndarray, window: ConeWindow,
+               chi_range: tuple[float, float], margin: float) -> np.ndarray:
+    """Points (x, y[i], z[j]) [Mpc/h] within about ``margin`` of the cone: (len(y), len(z))."""
+    y, z = np.meshgrid(y, z, indexing="ij")
+    radius = np.sqrt(x * x + y * y + z * z)
+    angular_margin = np.degrees(margin / np.maximum(radius, margin))
+    ra = np.degrees(np.arctan2(y, x))
+    dec = np.degrees(np.arcsin(np.clip(z / np.maximum(radius, 1e-9), -1.0, 1.0)))
+    # An RA interval spans r cos(DEC) dRA: the RA margin widens by 1 / cos(DEC).
+    ra_margin = angular_margin / np.maximum(np.cos(np.radians(dec)), 1e-3)
+    return ((radius >= chi_range[0] - margin) & (radius <= chi_range[1] + margin)
+            & (ra >= window.ra_deg[0] - ra_margin) & (ra <= window.ra_deg[1] + ra_margin)
+            & (dec >= window.dec_deg[0] - angular_margin)
+            & (dec <= window.dec_deg[1] + angular_margin))
 
 
 def candidate_cells(window: ConeWindow, cosmo: Cosmology, grid_size: int, box_size: float,
                     origin: np.ndarray, margin: float) -> np.ndarray:
     """Flat indices (int64, ascending) of the Lagrangian cells whose unrolled image lies
     within ``margin`` [Mpc/h] of the cone, directly or through a face of the box: every
-    cell that can be displaced into it."""
-    chi_min, chi_max = window.distance_range(cosmo)
+    cell that can be displaced into it.
+
+    A shifted image (one of ``_periodic_shifts``) can only come near the cone from within
+    ``margin`` of the face it is shifted across, so only those cells are tested again.
+    """
+    chi_range = window.distance_range(cosmo)
     images = _axis_images(grid_size, box_size, origin)
-    shifts = _periodic_shifts(window, cosmo, box_size, origin, margin)
+    shifts = _periodic_shifts(window, cosmo, box_size, origin, margin)[1:]
+
+    def crossing(axis: int, shift: float) -> np.ndarray:
+        """Cells along ``axis`` whose image, shifted by ``shift``, may reach the cone."""
+        if shift < 0:
+            return images[axis] >= origin[axis] + box_size - margin
+        if shift > 0:
+            return images[axis] < origin[axis] + margin
+        return np.ones(grid_size, dtype=bool)
+
     selected = []
-    for ix, x_plane in enumerate(images[0]):
-        near = np.zeros((grid_size, grid_size), dtype=bool)
+    for ix, x in enumerate(images[0]):
+        near = _near_cone(x, images[1], images[2], window, chi_range, margin)
         for shift in shifts:
-            x = x_plane + shift[0]
-            y, z = np.meshgrid(images[1] + shift[1], images[2] + shift[2], indexing="ij")
-            radius = np.sqrt(x * x + y * y + z * z)
-            angular_margin = np.degrees(margin / np.maximum(radius, margin))
-            ra = np.degrees(np.arctan2(y, x))
-            dec = np.degrees(np.arcsin(np.clip(z / np.maximum(radius, 1e-9), -1.0, 1.0)))
-            # An RA interval spans r cos(DEC) dRA: the RA margin widens by 1 / cos(DEC).
-            ra_margin = angular_margin / np.maximum(np.cos(np.radians(dec)), 1e-3)
-            near |= ((radius >= chi_min - margin) & (radius <= chi_max + margin)
-                     & (ra >= window.ra_deg[0] - ra_margin)
-                     & (ra <= window.ra_deg[1] + ra_margin)
-                     & (dec >= window.dec_deg[0] - angular_margin)
-                     & (dec <= window.dec_deg[1] + angular_margin))
+            rows, columns = crossing(1, shift[1]), crossing(2, shift[2])
+            if not crossing(0, shift[0])[ix] or not rows.any() or not columns.any():
+                continue
+            block = np.ix_(rows, columns)
+            near[block] |= _near_cone(x + shift[0], images[1][rows] + shift[1],
+                                      images[2][columns] + shift[2], window, chi_range,
+                                      margin)
         selected.append(ix * grid_size * grid_size + np.flatnonzero(near))
     return np.concatenate(selected).astype(np.int64)
 

@@ -79,15 +79,14 @@ def collapse_barrier(cosmo: Cosmology, z: np.ndarray) -> np.ndarray:
     return BARRIER_FACTOR * delta_c / cosmo.growth_factor(z)
 
 
-def _smoothed(modes: np.ndarray, box_size: float, radius: float, threads: int) -> np.ndarray:
+def _smoothed(modes: np.ndarray, squared_index: np.ndarray, box_size: float, radius: float,
+              threads: int) -> np.ndarray:
+    """The field of ``modes`` filtered by the tapered top-hat of ``radius`` (N^3 float32);
+    ``squared_index``: |n|^2 of every mode (rfft layout)."""
     grid_size = modes.shape[0]
     table = squared_wavenumber_table(grid_size, box_size,
                                      lambda k: tapered_top_hat(k * radius)).astype(np.float32)
-    table[0] = 1.0
-    filtered = np.empty_like(modes)
-    for x_slice in slabs(grid_size):
-        filtered[x_slice] = modes[x_slice] * table[slab_squared_index(grid_size, x_slice)]
-    return to_real(filtered, grid_size, threads)
+    return to_real(modes * table[squared_index], grid_size, threads)
 
 
 def _neighbour_indices(cells: np.ndarray, grid_size: int) -> np.ndarray:
@@ -131,12 +130,14 @@ def find_peaks(modes: np.ndarray, cells: np.ndarray, z: np.ndarray, cosmo: Cosmo
     ``z`` (N,), from the unsmoothed z = 0 linear ``modes`` (rfft layout)."""
     grid_size = modes.shape[0]
     radii = smoothing_radii(box_size / grid_size)
+    squared_index = np.concatenate([slab_squared_index(grid_size, x_slice).astype(np.int32)
+                                    for x_slice in slabs(grid_size)])
     barrier = collapse_barrier(cosmo, np.asarray(z, dtype=np.float64)).astype(np.float32)
     crossing_radius = np.zeros(len(cells))  # 0: not crossed yet
     previous = np.full(len(cells), -np.inf, dtype=np.float32)
     found_cells, found_offsets, found_radii = [], [], []
     for step, radius in enumerate(radii):
-        field = _smoothed(modes, box_size, radius, threads)
+        field = _smoothed(modes, squared_index, box_size, radius, threads)
         values = field.ravel()[cells]
         new = np.flatnonzero((crossing_radius == 0.0) & (values >= barrier))
         if step == 0:
