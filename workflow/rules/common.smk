@@ -6,7 +6,7 @@ import yaml
 from snakemake.utils import min_version, validate
 
 from cosmo_sbi.config import check_config
-from cosmo_sbi.design import SETS, design_table, simulation_ids
+from cosmo_sbi.design import SETS, simulation_ids
 
 min_version("9.0")
 
@@ -42,23 +42,12 @@ def _write_config_snapshot(path: str) -> str:
 CONFIG = _write_config_snapshot(f"{RESULTS}/config.yaml")
 
 SIM_IDS = {name: simulation_ids(config["design"][name]["n_simulations"]) for name in SETS}
-DESIGN_ROWS = {
-    name: {row["id"]: {col: row[col].item() if hasattr(row[col], "item") else row[col]
-                       for col in row.colnames}
-           for row in design_table(config, name)}
-    for name in SETS
-}
 
 
 wildcard_constraints:
     set="|".join(SETS),
     id=r"\d+",
     model="cnn|vit",
-
-
-def design_row(wildcards) -> dict:
-    """The design row of one simulation: its parameters and seed (a params: trigger)."""
-    return DESIGN_ROWS[wildcards.set][wildcards.id]
 
 
 def simulation_settings() -> dict:
