@@ -71,12 +71,12 @@ def wait(process: subprocess.Popen[bytes], workdir: Path) -> None:
 
 
 def slurm_jobs(workdir: Path, log_folder: str) -> dict[str, dict[str, str]]:
-    """`scontrol show job` fields of the SLURM jobs whose logs are in
+    """`scontrol -d show job` fields of the SLURM jobs whose logs are in
     .snakemake/slurm_logs/<log_folder> (the plugin names each log <jobid>.log)."""
     logs = (workdir / ".snakemake/slurm_logs" / log_folder).rglob("*.log")
     jobs = {}
     for log in logs:
-        shown = subprocess.run(["scontrol", "-o", "show", "job", log.stem], check=True,
+        shown = subprocess.run(["scontrol", "-d", "-o", "show", "job", log.stem], check=True,
                                capture_output=True, text=True).stdout
         jobs[log.stem] = dict(re.findall(r"(\w+)=(\S*)", shown))
     return jobs
@@ -102,12 +102,12 @@ def test_tiny_workflow_through_the_slurm_profile_matches_a_local_run(tmp_path: P
     assert not (slurm_logs / "rule_histogram").exists()
     (sims,) = slurm_jobs(cluster, "group_sims_histogram_simulate_embedded").values()
     assert sims["JobState"] == "COMPLETED", sims
-    # training asked for a GPU (sbatch --gpus=1), one job per model
+    # training asked for a GPU (sbatch --gpus=1) and got one, one job per model
     trains = slurm_jobs(cluster, "rule_train")
     assert len(trains) == 2
     for job in trains.values():
-        assert "gres/gpu=1" in job["TRES"], job
-        assert job["JobState"] == "COMPLETED", job
+        assert (job["TresPerJob"], job["JOB_GRES"], job["JobState"]) == (
+            "gres:gpu:1", "gpu:1", "COMPLETED"), job
 
 
 def test_pinocchio_runs_as_an_mpi_job(tmp_path: Path) -> None:

@@ -1,3 +1,9 @@
+# Two small tables (seconds): on a cluster they are written by Snakemake itself on the
+# submitting node instead of waiting in the queue.
+localrules:
+    design,
+
+
 rule design:
     output:
         f"{RESULTS}/design/{{set}}.ecsv",

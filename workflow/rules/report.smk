@@ -1,4 +1,8 @@
-# Side-by-side comparison of every trained model (training.models).
+# Side-by-side comparison of every trained model (training.models). A few tables and
+# figures: on a cluster Snakemake makes them itself instead of queueing a job.
+
+localrules:
+    report,
 
 
 rule report:
