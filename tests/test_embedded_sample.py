@@ -89,6 +89,20 @@ def test_lightcone_fields_are_consistent(cone, cosmo, window) -> None:
     assert 200.0 < np.std(v_los) < 320.0
 
 
+@pytest.mark.parametrize("corner", [
+    {"Omega_m": 0.25, "sigma_8": 0.75, "w0": -1.3, "wa": -0.3, "n_s": 0.90, "h": 0.60},
+    {"Omega_m": 0.40, "sigma_8": 0.85, "w0": -0.7, "wa": 0.3, "n_s": 1.10, "h": 0.80},
+    {"Omega_m": 0.25, "sigma_8": 0.85, "w0": -1.3, "wa": 0.3, "n_s": 1.10, "h": 0.60},
+])
+def test_prior_corners_run_with_the_right_mean_count(corner, window) -> None:
+    """The deepest cone of the prior (first corner) still fits the 1500 Mpc/h box."""
+    cosmo = Cosmology.from_params({**FIDUCIAL, **corner})
+    found = len(simulate_halos(cosmo, SEED, settings(32), window)["mass"])
+    expected = expected_halo_count(cosmo, window, MIN_MASS)
+    # 260k-550k halos: Poisson 0.2%, large-scale variance ~0.5% (measured within 0.3%).
+    assert found == pytest.approx(expected, rel=0.02)
+
+
 # ------------------------------------------------------------------ clustering
 def _cone_grid(cosmo: Cosmology, window: ConeWindow):
     """Mask of grid cells inside the window and their redshift, on the periodic grid."""
