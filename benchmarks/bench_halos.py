@@ -13,22 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from collections.abc import Callable
 
 import numpy as np
+from timing import best_seconds
 
 from cosmo_sbi.cosmology import Cosmology
 from cosmo_sbi.halos import tinker08_dndlnm, tinker10_bias
-
-
-def best_seconds(function: Callable[[], object], repeats: int) -> float:
-    """Minimum wall time of ``repeats`` calls [s]."""
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
 
 
 def main() -> None:

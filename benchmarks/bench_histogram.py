@@ -9,24 +9,14 @@ ratio, measured in the same run. Target: ratio >= 10.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
+from timing import best_seconds
 
 from cosmo_sbi.histogram import Binning, histogram_counts
 
 BINNING = Binning((64, 64, 64), (-20.0, 20.0), (-20.0, 20.0), (0.3, 0.8), 1e13)
 
-
-def best_seconds(function: Callable[[], object], repeats: int) -> float:
-    """Minimum wall time of ``repeats`` calls [s]."""
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
 
 
 def main() -> None:
