@@ -108,8 +108,9 @@ class BinnedMassFunction:
         coefficient = lagrangian_bias * cosmo.growth_factor(z)[:, None]
         variances = np.asarray(variances, dtype=np.float64)
         per_cell_above = cell_volume * np.cumsum(density[:, ::-1], axis=1)[:, ::-1]
-        excess = np.max(per_cell_above[:, :, None] * np.expm1(
-            coefficient[:, :, None] ** 2 * variances[None, None, :]), axis=0)
+        with np.errstate(over="ignore"):  # inf for huge biases: that smoothing is rejected
+            excess = np.max(per_cell_above[:, :, None] * np.expm1(
+                coefficient[:, :, None] ** 2 * variances[None, None, :]), axis=0)
         within = excess <= MAX_OVERDISPERSION
         choice = np.where(within.any(axis=1), np.argmax(within, axis=1), len(radii) - 1)
         used = np.unique(choice)
