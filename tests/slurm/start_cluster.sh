@@ -53,7 +53,7 @@ runuser -u munge -- munged --socket="$munge_socket" \
 node_line=$(slurmd -C | head -n 1 | sed 's/ UpTime=.*//')
 cat > "$state_dir/slurm.conf" <<CONF
 ClusterName=cosmosbi
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
