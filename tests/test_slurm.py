@@ -10,6 +10,7 @@ empty files; torch stays on the CPU, so results match a local run bit for bit).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -108,6 +109,17 @@ def test_tiny_workflow_through_the_slurm_profile_matches_a_local_run(tmp_path: P
     for job in trains.values():
         assert (job["TresPerJob"], job["JOB_GRES"], job["JobState"]) == (
             "gres:gpu:1", "gpu:1", "COMPLETED"), job
+
+    # training.gpus: 2 -> the cnn retrains (its params changed) under torchrun, one process
+    # per allocated GPU (DDP; gloo on the CPU here)
+    gpu.write_text(yaml.safe_dump({"training": {"device": "auto", "gpus": 2}}))
+    wait(snakemake(cluster, [TINY, gpu], *THREADS, slurm=True,
+                   targets=("results/models/cnn/model.pt",)), cluster)
+    jobs = slurm_jobs(cluster, "rule_train/cnn")
+    newest = jobs[max(jobs, key=int)]
+    assert (newest["JOB_GRES"], newest["JobState"]) == ("gpu:2", "COMPLETED"), newest
+    summary = json.loads((cluster / "results/models/cnn/training_summary.json").read_text())
+    assert summary["world_size"] == 2
 
 
 def test_pinocchio_runs_as_an_mpi_job(tmp_path: Path) -> None:
