@@ -19,7 +19,6 @@ LOGS = f"{RESULTS}/logs"
 ENV = "../../envs/cosmo_sbi.yaml"
 
 
-
 def _write_config_snapshot(path: str) -> str:
     """Write the validated, defaults-filled config that every job passes to the CLI.
 
