@@ -45,6 +45,14 @@ def _parameter_grid(title: str) -> tuple[plt.Figure, np.ndarray]:
     return figure, axes.ravel()
 
 
+def _models_with_rows(
+    predictions: Mapping[str, Table], split: str
+) -> list[tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """(model, (true, mean, sigma)) for every model whose table has rows in ``split``."""
+    arrays = [(model, parameter_arrays(table, split)) for model, table in predictions.items()]
+    return [(model, rows) for model, rows in arrays if len(rows[0])]
+
+
 def save_figure(figure: plt.Figure, path: Path) -> Path:
     """Write ``figure`` as PNG atomically (no software tag: identical bytes each run); close it."""
     path = Path(path)
@@ -63,22 +71,17 @@ def _prior_box(table: Table) -> tuple[np.ndarray, np.ndarray] | None:
 def predicted_vs_true(predictions: Mapping[str, Table], path: Path,
                       split: str = "test") -> Path | None:
     """Predicted mean +- sigma against the truth, one panel per parameter, on ``split``."""
+    models = _models_with_rows(predictions, split)
+    if not models:
+        return None
     figure, axes = _parameter_grid(f"Latin-hypercube {split} split: predicted vs true")
-    drawn = False
-    for model, table in predictions.items():
-        true, mean, sigma = parameter_arrays(table, split)
-        if len(true) == 0:
-            continue
-        drawn = True
+    for model, (true, mean, sigma) in models:
         with np.errstate(divide="ignore", invalid="ignore"):  # nan for a single simulation
             slope, r2 = regression_slope(true, mean), r_squared(true, mean)
         for index, axis in enumerate(axes):
             axis.errorbar(true[:, index], mean[:, index], yerr=sigma[:, index], fmt="o",
                           ms=3, lw=0.8, alpha=0.7, color=_colour(model),
                           label=f"{model}: slope {slope[index]:.2f}, $R^2$ {r2[index]:.2f}")
-    if not drawn:
-        plt.close(figure)
-        return None
     box = _prior_box(next(iter(predictions.values())))
     for index, (axis, name) in enumerate(zip(axes, PARAMETER_NAMES, strict=True)):
         low, high = (box[0][index], box[1][index]) if box else axis.get_xlim()
@@ -92,13 +95,11 @@ def predicted_vs_true(predictions: Mapping[str, Table], path: Path,
 
 def fiducial_histograms(predictions: Mapping[str, Table], path: Path) -> Path | None:
     """Histograms of the predicted means over the fiducial seeds; the truth as a line."""
+    models = _models_with_rows(predictions, FIDUCIAL_SPLIT)
+    if not models:
+        return None
     figure, axes = _parameter_grid("Fiducial cosmology: predicted means over seeds")
-    drawn = False
-    for model, table in predictions.items():
-        true, mean, _ = parameter_arrays(table, FIDUCIAL_SPLIT)
-        if len(true) == 0:
-            continue
-        drawn = True
+    for model, (true, mean, _) in models:
         spread = mean.std(axis=0, ddof=1) if len(mean) > 1 else np.full(mean.shape[1], np.nan)
         for index, axis in enumerate(axes):
             axis.hist(mean[:, index], bins="auto", histtype="stepfilled", alpha=0.45,
@@ -106,9 +107,6 @@ def fiducial_histograms(predictions: Mapping[str, Table], path: Path) -> Path | 
                       label=f"{model}: {mean[:, index].mean():.4g} "
                             f"$\\pm$ {spread[index]:.2g}")
             axis.axvline(true[0, index], color="k", lw=1.2)
-    if not drawn:
-        plt.close(figure)
-        return None
     box = _prior_box(next(iter(predictions.values())))
     for index, (axis, name) in enumerate(zip(axes, PARAMETER_NAMES, strict=True)):
         if box:
@@ -122,19 +120,14 @@ def fiducial_histograms(predictions: Mapping[str, Table], path: Path) -> Path | 
 def coverage(predictions: Mapping[str, Table], path: Path, split: str = "test") -> Path | None:
     """Empirical against expected coverage of central Gaussian intervals on ``split``."""
     levels = np.linspace(0.02, 0.98, 49)
+    models = _models_with_rows(predictions, split)
+    if not models:
+        return None
     figure, axes = _parameter_grid(f"Calibration on the {split} split (Gaussian intervals)")
-    drawn = False
-    for model, table in predictions.items():
-        true, mean, sigma = parameter_arrays(table, split)
-        if len(true) == 0:
-            continue
-        drawn = True
+    for model, (true, mean, sigma) in models:
         empirical = coverage_curve(true, mean, sigma, levels)
         for index, axis in enumerate(axes):
             axis.plot(levels, empirical[:, index], color=_colour(model), label=model)
-    if not drawn:
-        plt.close(figure)
-        return None
     for axis, name in zip(axes, PARAMETER_NAMES, strict=True):
         axis.plot([0, 1], [0, 1], "k--", lw=1)
         axis.set_xlabel("expected coverage")
