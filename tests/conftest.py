@@ -25,6 +25,13 @@ def make_config(overlay: dict | None = None) -> Config:
     return check_config(validate_schema(deep_merge(raw_default_config(), overlay or {})))
 
 
+FIDUCIAL_PARAMETERS: dict[str, float] = {
+    **raw_default_config()["design"]["fiducial"]["parameters"],
+    **raw_default_config()["design"]["fixed"],
+}
+"""The fiducial cosmology of config.yaml (six parameters and Omega_b), for tests."""
+
+
 @pytest.fixture
 def default_config() -> Config:
     return copy.deepcopy(make_config())

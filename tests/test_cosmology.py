@@ -12,8 +12,9 @@ from colossus.cosmology import cosmology as colossus_cosmology
 from scipy.integrate import quad
 
 from cosmo_sbi.cosmology import Cosmology
+from tests.conftest import FIDUCIAL_PARAMETERS
 
-FIDUCIAL = Cosmology(Omega_m=0.3133, sigma_8=0.8079, w0=-1.0, wa=0.0, n_s=0.9649, h=0.6736)
+FIDUCIAL = Cosmology.from_params(FIDUCIAL_PARAMETERS)
 # Prior corners that stress the w0-wa background most: phantom today with quintessence
 # earlier, and the reverse; the last has w0 + wa = -0.4, the most dark energy at early times.
 W0WA_CORNERS = [

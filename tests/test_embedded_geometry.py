@@ -28,9 +28,9 @@ from cosmo_sbi.simulators.embedded.simulate import (
     required_memory_bytes,
     simulate_halos,
 )
+from tests.conftest import FIDUCIAL_PARAMETERS
 
-FIDUCIAL = {"Omega_m": 0.3133, "sigma_8": 0.8079, "w0": -1.0, "wa": 0.0, "n_s": 0.9649,
-            "h": 0.6736, "Omega_b": 0.049}
+FIDUCIAL = FIDUCIAL_PARAMETERS
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from cosmo_sbi.simulators.embedded.initial_conditions import (
     white_noise_slab,
 )
 from cosmo_sbi.simulators.embedded.lpt import lpt_fields_at, smoothed_overdensity_at
+from tests.conftest import FIDUCIAL_PARAMETERS
 
-FIDUCIAL = {"Omega_m": 0.3133, "sigma_8": 0.8079, "w0": -1.0, "wa": 0.0, "n_s": 0.9649,
-            "h": 0.6736, "Omega_b": 0.049}
+FIDUCIAL = FIDUCIAL_PARAMETERS
 
 
 def white_noise(seed: int, grid_size: int) -> np.ndarray:

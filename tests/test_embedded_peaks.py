@@ -24,9 +24,9 @@ from cosmo_sbi.simulators.embedded.peaks import (
     tapered_top_hat,
 )
 from cosmo_sbi.simulators.embedded.simulate import mass_floor_msun_h
+from tests.conftest import FIDUCIAL_PARAMETERS
 
-FIDUCIAL = {"Omega_m": 0.3133, "sigma_8": 0.8079, "w0": -1.0, "wa": 0.0, "n_s": 0.9649,
-            "h": 0.6736, "Omega_b": 0.049}
+FIDUCIAL = FIDUCIAL_PARAMETERS
 WINDOW = ConeWindow(ra_deg=(-10.0, 10.0), dec_deg=(-10.0, 10.0), z_cos=(0.3, 0.5))
 
 

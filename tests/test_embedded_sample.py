@@ -23,9 +23,9 @@ from cosmo_sbi.simulators.embedded.analytic import expected_halo_count, mean_hal
 from cosmo_sbi.simulators.embedded.geometry import ConeWindow, box_origin
 from cosmo_sbi.simulators.embedded.initial_conditions import linear_density_modes, to_real
 from cosmo_sbi.simulators.embedded.simulate import EmbeddedSettings
+from tests.conftest import FIDUCIAL_PARAMETERS
 
-FIDUCIAL = {"Omega_m": 0.3133, "sigma_8": 0.8079, "w0": -1.0, "wa": 0.0, "n_s": 0.9649,
-            "h": 0.6736, "Omega_b": 0.049}
+FIDUCIAL = FIDUCIAL_PARAMETERS
 SEED = 20230417
 MIN_MASS = 1e13
 GRID, BOX = 128, 1500.0

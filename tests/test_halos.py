@@ -16,8 +16,9 @@ from scipy.integrate import simpson
 
 from cosmo_sbi.cosmology import HUBBLE_DISTANCE_MPC_H, Cosmology
 from cosmo_sbi.halos import lagrangian_radius, tinker08_dndlnm, tinker10_bias
+from tests.conftest import FIDUCIAL_PARAMETERS
 
-FIDUCIAL = Cosmology(Omega_m=0.3133, sigma_8=0.8079, w0=-1.0, wa=0.0, n_s=0.9649, h=0.6736)
+FIDUCIAL = Cosmology.from_params(FIDUCIAL_PARAMETERS)
 COSMOLOGIES = [
     FIDUCIAL,
     Cosmology(Omega_m=0.25, sigma_8=0.75, w0=-1.3, wa=0.3, n_s=0.90, h=0.60),
