@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import json
 import logging
 import math
@@ -414,4 +415,8 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
             write_json(summary, output_dir / SUMMARY_FILE)
         if rt.world_size > 1:
             dist.barrier()
+        # The DDP wrapper's Reducer holds the process group: free it while the group is
+        # alive. Freed after destroy_process_group, gloo's destructor can hang forever.
+        del model
+        gc.collect()
     return summary
