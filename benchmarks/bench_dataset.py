@@ -23,7 +23,8 @@ import torch
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # for tests.synthetic_histograms
 
-from cosmo_sbi.dataset import HistogramDataset, build_dataset  # noqa: E402
+from cosmo_sbi.dataset import build_dataset  # noqa: E402
+from cosmo_sbi.training_set import HistogramDataset  # noqa: E402
 from tests.synthetic_histograms import small_config, write_histograms  # noqa: E402
 
 

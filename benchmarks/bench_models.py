@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPOSITORY))  # for tests.synthetic_histograms
 from cosmo_sbi import PARAMETER_NAMES  # noqa: E402
 from cosmo_sbi.config import Config  # noqa: E402
 from cosmo_sbi.dataset import build_dataset  # noqa: E402
-from cosmo_sbi.models import (  # noqa: E402
+from cosmo_sbi.models.build import (  # noqa: E402
     build_model,
     count_parameters,
     model_flops_utilisation,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cosmo_sbi.config import Config, ConfigError, load_config
+from cosmo_sbi.models import MODEL_NAMES
 
 Handler = Callable[[argparse.Namespace, Config], None]
 
@@ -150,14 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = stage("train", _train,
                 "Reads the dataset; writes weights, checkpoints and the training history "
                 "of one model to OUTPUT_DIR (resumes from its last checkpoint).")
-    sub.add_argument("--model", required=True, choices=["cnn", "vit"])
+    sub.add_argument("--model", required=True, choices=MODEL_NAMES)
     sub.add_argument("--dataset", required=True, type=Path)
     sub.add_argument("--output-dir", required=True, type=Path)
 
     sub = stage("evaluate", _evaluate,
                 "Reads the dataset and a trained model; writes predictions, metrics.json "
                 "and figures to OUTPUT_DIR.")
-    sub.add_argument("--model", required=True, choices=["cnn", "vit"])
+    sub.add_argument("--model", required=True, choices=MODEL_NAMES)
     sub.add_argument("--dataset", required=True, type=Path)
     sub.add_argument("--model-dir", required=True, type=Path)
     sub.add_argument("--output-dir", required=True, type=Path)

@@ -1,4 +1,4 @@
-"""Assemble the histograms into one HDF5 training set; a torch Dataset with augmentation.
+"""The dataset file: assemble the histograms into one HDF5 file, and read it back (no torch).
 
 File layout (``results/dataset.h5``), N = Latin-hypercube + fiducial histograms:
 
@@ -10,6 +10,11 @@ File layout (``results/dataset.h5``), N = Latin-hypercube + fiducial histograms:
   ``scale_parameters(theta)`` in [0, 1]; attribute ``parameter_names`` (comma-separated).
 - ``ids``, ``set``, ``split`` (N,) strings. ``split`` is 'train' / 'validation' / 'test' for
   the Latin hypercube and 'fiducial' for the fiducial seeds.
+- root attribute ``content_sha256``: SHA-256 of every dataset above and of the input
+  standardisation, so a consumer (training's resume fingerprint) can tell two dataset files
+  apart by content, wherever they lie.
+
+Readers go through :func:`read_dataset` (one typed :class:`DatasetFile`).
 
 Splits are grouped by cosmology and stable under reordering and additions (as in
 ltu-cmass): a simulation's split depends only on the SHA-256 of its cosmology, mapped to a
@@ -21,28 +26,26 @@ that leaves a split empty gets one cosmology moved into it: see :func:`assign_sp
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config, config_hash
+from cosmo_sbi.histogram import BINNING_FIELDS, read_histogram
 from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
 
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 FIDUCIAL_SPLIT = "fiducial"
-BINNING_FIELDS: tuple[str, ...] = ("bins", "ra_deg", "dec_deg", "z_obs", "min_mass_msun_h")
-N_SYMMETRIES = 8
-"""Transverse symmetries of a light cone: RA flip x DEC flip x RA<->DEC swap."""
 
 
 class DatasetError(ValueError):
@@ -134,35 +137,25 @@ def _same(a: Any, b: Any) -> bool:
                                                       rtol=1e-12, atol=0.0)
 
 
-def read_histogram(path: str | os.PathLike[str], config: Config,
-                   expected_set: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Read and check one histogram file: counts (D_ra, D_dec, D_z), theta (6,), attributes.
+def checked_histogram(path: str | os.PathLike[str], config: Config,
+                      expected_set: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One histogram file (cosmo_sbi.histogram.read_histogram) checked against the config:
+    counts (D_ra, D_dec, D_z), theta (6,), attributes.
 
-    Raises DatasetError naming the file and field when the binning differs from the config
-    ``histogram`` section, the set differs from ``expected_set``, or values are not finite.
+    Raises HistogramFormatError for a damaged file and DatasetError naming the file and field
+    when the binning differs from the config ``histogram`` section, the set differs from
+    ``expected_set``, or a parameter is missing or not finite.
     """
     path = Path(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            if "counts" not in handle:
-                raise DatasetError(f"{path}: missing dataset 'counts'")
-            counts = handle["counts"][...]
-            attrs = read_attrs(handle)
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot read HDF5 histogram ({error})") from error
+    counts, attrs = read_histogram(path)
     binning = config["histogram"]
     if counts.shape != tuple(binning["bins"]):
         raise DatasetError(f"{path}: field 'counts' has shape {counts.shape}, expected "
                            f"{tuple(binning['bins'])} (histogram.bins)")
     for field in BINNING_FIELDS:
-        if field not in attrs:
-            raise DatasetError(f"{path}: missing attribute {field!r}")
         if not _same(attrs[field], binning[field]):
             raise DatasetError(f"{path}: attribute {field!r} = {attrs[field]!r} differs from "
                                f"the config histogram.{field} = {binning[field]!r}")
-    _require_finite(counts, path, "counts")
-    if np.any(counts < 0):
-        raise DatasetError(f"{path}: field 'counts' has negative values; expected counts >= 0")
     missing = [name for name in (*PARAMETER_NAMES, "sim_id", "set") if name not in attrs]
     if missing:
         raise DatasetError(f"{path}: missing attributes {missing}")
@@ -202,7 +195,7 @@ def build_dataset(config: Config, latin_hypercube_paths: Sequence[str | os.PathL
     ids: list[str] = []
     simulators: set[str] = set()
     for index, (path, set_name) in enumerate(sources):
-        counts, theta[index], attrs = read_histogram(path, config, set_name)
+        counts, theta[index], attrs = checked_histogram(path, config, set_name)
         inputs[index, 0] = transform_counts(counts, transform)
         ids.append(str(attrs["sim_id"]))
         simulators.add(str(attrs.get("simulator", "unknown")))
@@ -231,101 +224,121 @@ def build_dataset(config: Config, latin_hypercube_paths: Sequence[str | os.PathL
     inputs /= np.float32(input_std)
     lower, upper = prior_bounds(config)
 
+    columns = {"inputs": inputs, "theta": theta, "prior_lower": lower, "prior_upper": upper,
+               "ids": np.array(ids, dtype=object), "set": sets.astype(object), "split": split}
+    standardisation = {"input_transform": transform, "input_mean": input_mean,
+                       "input_std": input_std}
     strings = h5py.string_dtype()
     with atomic_path(output) as temporary, h5py.File(temporary, "w") as handle:
-        handle.create_dataset("inputs", data=inputs, chunks=(1, *inputs.shape[1:]))
-        handle.create_dataset("theta", data=theta)
-        handle.create_dataset("prior_lower", data=lower)
-        handle.create_dataset("prior_upper", data=upper)
-        handle.create_dataset("ids", data=np.array(ids, dtype=object), dtype=strings)
-        handle.create_dataset("set", data=sets.astype(object), dtype=strings)
-        handle.create_dataset("split", data=split, dtype=strings)
+        for name, values in columns.items():
+            if values.dtype == object:
+                handle.create_dataset(name, data=values, dtype=strings)
+            elif name == "inputs":
+                handle.create_dataset(name, data=values, chunks=(1, *values.shape[1:]))
+            else:
+                handle.create_dataset(name, data=values)
         write_attrs(handle, provenance(
-            parameter_names=",".join(PARAMETER_NAMES), input_transform=transform,
-            input_mean=input_mean, input_std=input_std, simulator=simulators.pop(),
-            histogram=dict(config["histogram"]), split_fractions=dict(config["dataset"]["split"]),
+            parameter_names=",".join(PARAMETER_NAMES), **standardisation,
+            simulator=simulators.pop(), histogram=dict(config["histogram"]),
+            split_fractions=dict(config["dataset"]["split"]),
             config_hash=config_hash({"histogram": config["histogram"],
                                      "dataset": config["dataset"],
                                      "ranges": config["design"]["latin_hypercube"]["ranges"]}),
+            content_sha256=content_digest(columns, standardisation),
         ))
 
 
-def transverse_symmetry(x: np.ndarray, index: int) -> np.ndarray:
-    """Apply symmetry ``index`` in [0, 8) to ``x`` (..., D_ra, D_dec, D_z); a C-contiguous copy.
-
-    Bit 0 flips RA, bit 1 flips DEC, bit 2 swaps RA and DEC; the redshift (last) axis is never
-    touched: the light cone evolves along it. Index 0 is the identity. Numpy views plus one
-    copy: ~0.1 ms for 64^3 float32, where torch.flip on CPU takes ~15 ms.
-    """
-    if not 0 <= index < N_SYMMETRIES:
-        raise ValueError(f"symmetry index {index}: expected 0 <= index < {N_SYMMETRIES}")
-    ra_axis, dec_axis = x.ndim - 3, x.ndim - 2
-    if index & 1:
-        x = np.flip(x, ra_axis)
-    if index & 2:
-        x = np.flip(x, dec_axis)
-    if index & 4:
-        x = np.swapaxes(x, ra_axis, dec_axis)
-    return np.ascontiguousarray(x)
+def content_digest(columns: Mapping[str, np.ndarray], standardisation: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the dataset columns (name -> array, strings as object arrays) and the
+    input standardisation: equal for two files exactly when their contents are."""
+    digest = hashlib.sha256(json.dumps(dict(standardisation), sort_keys=True).encode())
+    for name in sorted(columns):
+        values = np.asarray(columns[name])
+        if values.dtype == object:
+            values = np.asarray([str(value) for value in values.ravel()], dtype=np.str_)
+        values = np.ascontiguousarray(values)
+        digest.update(f"{name}:{values.dtype.str}:{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
 
 
-class HistogramDataset(Dataset):
-    """One split of the dataset file held in memory; items ``(x, y)``.
+@dataclass(frozen=True)
+class DatasetFile:
+    """The dataset file's metadata in memory; the inputs are read on demand by rows.
 
-    ``x`` (1, D_ra, D_dec, D_z) float32 standardised input; ``y`` (6,) float32 parameters
-    scaled to the unit prior box. With ``augment`` each item gets one of the 8 transverse
-    symmetries, drawn per epoch from a torch.Generator seeded by :meth:`set_epoch`, so the
-    augmentation of item i depends only on (seed, epoch, i): training is deterministic and
-    resumable whatever the DataLoader workers or batch order (workers must be re-created
-    each epoch, i.e. ``persistent_workers=False``, to see the new draw).
-
-    Swapping RA and DEC is exact for the statistics of the halo field but not for the cell
-    volumes of a (RA, DEC) grid, which shrink as cos(DEC) (6% at |DEC| = 20 deg); the swap
-    therefore moves that mild profile from DEC to RA.
+    ``ids``, ``sets``, ``splits`` (N,) str; ``theta`` (N, 6) physical parameters;
+    ``prior_lower``, ``prior_upper`` (6,); ``input_shape`` (1, D_ra, D_dec, D_z); ``attrs``
+    the root attributes (provenance, ``histogram`` binning, input standardisation).
     """
 
-    def __init__(self, path: str | os.PathLike[str], split: str, augment: bool) -> None:
+    path: Path
+    ids: np.ndarray
+    sets: np.ndarray
+    splits: np.ndarray
+    theta: np.ndarray
+    prior_lower: np.ndarray
+    prior_upper: np.ndarray
+    input_shape: tuple[int, ...]
+    attrs: dict[str, Any]
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(self.attrs["parameter_names"].split(","))
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the content (attribute ``content_sha256``; computed for a file written
+        before that attribute existed)."""
+        if "content_sha256" in self.attrs:
+            return self.attrs["content_sha256"]
+        columns = {"inputs": self.read_inputs(np.arange(len(self.ids))), "theta": self.theta,
+                   "prior_lower": self.prior_lower, "prior_upper": self.prior_upper,
+                   "ids": self.ids.astype(object), "set": self.sets.astype(object),
+                   "split": self.splits.astype(object)}
+        return content_digest(columns, {key: self.attrs[key] for key in
+                                        ("input_transform", "input_mean", "input_std")})
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row indices (ascending) of ``split`` (one of SPLITS or FIDUCIAL_SPLIT)."""
         if split not in (*SPLITS, FIDUCIAL_SPLIT):
             raise ValueError(f"split {split!r}: expected one of {(*SPLITS, FIDUCIAL_SPLIT)}")
-        with h5py.File(path, "r") as handle:
-            splits = handle["split"].asstr()[...]
-            rows = np.flatnonzero(splits == split)
-            self.ids: list[str] = list(handle["ids"].asstr()[rows])
-            self.theta: np.ndarray = handle["theta"][rows]  # (N, 6) physical
-            self.prior_lower: np.ndarray = handle["prior_lower"][...]
-            self.prior_upper: np.ndarray = handle["prior_upper"][...]
-            self.parameter_names: tuple[str, ...] = tuple(
-                read_attrs(handle)["parameter_names"].split(","))
-            if len(rows) == 0:
-                raise DatasetError(f"{path}: split {split!r} is empty")
+        return np.flatnonzero(self.splits == split)
+
+    def read_inputs(self, rows: np.ndarray) -> np.ndarray:
+        """Network inputs (len(rows), 1, D_ra, D_dec, D_z) float32 of the given rows."""
+        inputs = np.empty((len(rows), *self.input_shape), dtype=np.float32)
+        with _open(self.path) as handle:
             source = handle["inputs"]
-            inputs = np.empty((len(rows), *source.shape[1:]), dtype=np.float32)
             for position, row in enumerate(rows):  # 5x faster than h5py fancy indexing
-                source.read_direct(inputs, np.s_[row], np.s_[position])
-        shape = inputs.shape[2:]
-        if augment and shape[0] != shape[1]:
-            raise DatasetError(f"{path}: augmentation swaps RA and DEC, which needs as many RA "
-                               f"as DEC bins; got inputs of shape {shape}")
-        self.split = split
-        self.augment = augment
-        self.inputs = inputs  # (N, 1, D_ra, D_dec, D_z) float32
-        scaled = scale_parameters(self.theta, self.prior_lower, self.prior_upper)
-        self.targets = torch.from_numpy(scaled.astype(np.float32))
-        self._generator = torch.Generator()
-        self._symmetries = torch.zeros(len(rows), dtype=torch.int64)
-        self.set_epoch(0, 0)
+                source.read_direct(inputs, np.s_[int(row)], np.s_[position])
+        return inputs
 
-    def set_epoch(self, epoch: int, seed: int) -> None:
-        """Draw this epoch's symmetry per item from a generator seeded by (seed, epoch)."""
-        entropy = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)
-        self._generator.manual_seed(int(entropy[0]))
-        self._symmetries = torch.randint(N_SYMMETRIES, (len(self),), generator=self._generator)
 
-    def __len__(self) -> int:
-        return self.inputs.shape[0]
+def _open(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the HDF5 dataset file ({error}); expected one "
+                           "written by `cosmo-sbi dataset`") from error
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.inputs[index]
-        if self.augment:
-            x = transverse_symmetry(x, int(self._symmetries[index]))
-        return torch.from_numpy(x), self.targets[index]
+
+def read_dataset(path: str | os.PathLike[str]) -> DatasetFile:
+    """The dataset file at ``path`` (layout in the module doc), inputs left on disk.
+
+    Raises DatasetError naming the file and the missing field.
+    """
+    path = Path(path)
+    with _open(path) as handle:
+        missing = [name for name in ("inputs", "theta", "prior_lower", "prior_upper", "ids",
+                                     "set", "split") if name not in handle]
+        attrs = read_attrs(handle)
+        missing += [name for name in ("parameter_names", "input_transform", "input_mean",
+                                      "input_std", "histogram") if name not in attrs]
+        if missing:
+            raise DatasetError(f"{path}: missing fields {missing}; expected a dataset file "
+                               "written by `cosmo-sbi dataset`")
+        return DatasetFile(
+            path=path, ids=handle["ids"].asstr()[...], sets=handle["set"].asstr()[...],
+            splits=handle["split"].asstr()[...], theta=handle["theta"][...],
+            prior_lower=handle["prior_lower"][...], prior_upper=handle["prior_upper"][...],
+            input_shape=tuple(handle["inputs"].shape[1:]), attrs=attrs)

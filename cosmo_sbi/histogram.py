@@ -8,16 +8,18 @@ provenance (sim_id, set, seed, cosmology, simulator and settings) plus the binni
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
 from cosmo_sbi.config import Config
-from cosmo_sbi.io import atomic_path, provenance, write_attrs
+from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
 from cosmo_sbi.lightcone import read_lightcone
 
 
@@ -44,6 +46,21 @@ class Binning:
         ranges = (self.ra_deg, self.dec_deg, self.z_obs)
         return tuple(np.linspace(low, high, n + 1) for (low, high), n in zip(ranges, self.bins,
                                                                               strict=True))
+
+    def attrs(self) -> dict[str, Any]:
+        """The binning as histogram-file attributes (one per field, tuples as lists)."""
+        return {field: list(value) if isinstance(value, tuple) else value
+                for field, value in dataclasses.asdict(self).items()}
+
+
+BINNING_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Binning))
+"""The binning attributes of a histogram file (the fields of :class:`Binning`)."""
+COUNTS = "counts"
+EDGES = ("ra_edges", "dec_edges", "z_obs_edges")
+
+
+class HistogramFormatError(ValueError):
+    """A histogram file is unusable; the message names the file and the field."""
 
 
 def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -105,15 +122,43 @@ def histogram_lightcone_file(
                               binning)
     attrs = {
         **lightcone_attrs,
-        **provenance(bins=list(binning.bins), ra_deg=list(binning.ra_deg),
-                     dec_deg=list(binning.dec_deg), z_obs=list(binning.z_obs),
-                     min_mass_msun_h=binning.min_mass_msun_h, n_halos=int(counts.sum()),
+        **provenance(**binning.attrs(), n_halos=int(counts.sum()),
                      lightcone_file=os.fspath(input_path)),
     }
     with atomic_path(output_path) as temporary, h5py.File(temporary, "w") as out:
-        out.create_dataset("counts", data=counts)
-        for name, edges in zip(("ra_edges", "dec_edges", "z_obs_edges"), binning.edges(),
-                               strict=True):
+        out.create_dataset(COUNTS, data=counts)
+        for name, edges in zip(EDGES, binning.edges(), strict=True):
             out.create_dataset(name, data=edges)
         write_attrs(out, attrs)
     return counts
+
+
+def read_histogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Counts (n_ra, n_dec, n_z) and attributes of a histogram file, checked for the format:
+    the binning attributes present, counts of the shape they give, finite and >= 0.
+
+    Raises HistogramFormatError naming the file and the field.
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            if COUNTS not in handle:
+                raise HistogramFormatError(f"{path}: missing dataset {COUNTS!r}")
+            counts = handle[COUNTS][...]
+            attrs = read_attrs(handle)
+    except OSError as error:
+        raise HistogramFormatError(f"{path}: cannot read HDF5 histogram ({error})") from error
+    missing = [field for field in BINNING_FIELDS if field not in attrs]
+    if missing:
+        raise HistogramFormatError(f"{path}: missing attributes {missing}")
+    if counts.shape != tuple(attrs["bins"]):
+        raise HistogramFormatError(f"{path}: field {COUNTS!r} has shape {counts.shape}, "
+                                   f"expected {tuple(attrs['bins'])} (attribute 'bins')")
+    finite = np.isfinite(counts)
+    if not np.all(finite):
+        raise HistogramFormatError(f"{path}: field {COUNTS!r} has {counts.size - finite.sum()} "
+                                   "NaN/inf values; expected finite")
+    if np.any(counts < 0):
+        raise HistogramFormatError(f"{path}: field {COUNTS!r} has negative values; expected "
+                                   "counts >= 0")
+    return counts, attrs

@@ -12,15 +12,17 @@ layers' matrices from the first to the last.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import h5py
-import numpy as np
-import torch
+import matplotlib
 
-from cosmo_sbi.io import read_attrs
-from cosmo_sbi.plots import plt, save_figure
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cosmo_sbi.dataset import DatasetFile  # noqa: E402
+from cosmo_sbi.plots import save_figure  # noqa: E402
 
 SLICES = 4
 """Number of redshift slices of the patch grid drawn per map."""
@@ -124,14 +126,14 @@ def _z_profile_figure(similarity: np.ndarray, grid: int, path: Path) -> Path:
 
 
 @torch.no_grad()
-def redshift_profiles(model: torch.nn.Module, inputs: h5py.Dataset, rows: np.ndarray,
+def redshift_profiles(model: torch.nn.Module, data: DatasetFile, rows: np.ndarray,
                       device: torch.device, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Attention of the pooled token per redshift slice of patches, averaged over the light
-    cones ``rows`` of ``inputs`` and over RA and DEC: last layer (heads, P) and rollout (P,)."""
+    cones ``rows`` of ``data`` and over RA and DEC: last layer (heads, P) and rollout (P,)."""
     pool = model.config.pool
     heads_sum, rollout_sum = 0.0, 0.0
     for start in range(0, len(rows), batch_size):
-        x = torch.as_tensor(inputs[rows[start:start + batch_size]], device=device)
+        x = torch.as_tensor(data.read_inputs(rows[start:start + batch_size]), device=device)
         _, _, attentions = model(x, return_attention=True)
         layers = [attention.double().cpu().numpy() for attention in attentions]
         grid = round((layers[0].shape[-1] - 1) ** (1 / 3))
@@ -165,21 +167,17 @@ def _redshift_figure(heads: np.ndarray, rollout: np.ndarray, z_range: tuple[floa
 
 
 @torch.no_grad()
-def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathLike[str],
+def write_attention_figures(model: torch.nn.Module, data: DatasetFile,
                             folder: Path, device: torch.device) -> dict[str, Path]:
     """Attention per head (last layer) and rollout maps of the first light cone of the test
     split, their redshift profiles over the whole test split, and the position-embedding
     figures of the ViT, in ``folder``; returns name -> PNG path."""
     model.eval()
-    with h5py.File(dataset_path, "r") as handle:
-        split = handle["split"].asstr()[...]
-        test_rows = np.flatnonzero(split == "test")
-        index = int(test_rows[0])
-        sim_id = handle["ids"].asstr()[index]
-        x = torch.as_tensor(handle["inputs"][index:index + 1], device=device)
-        z_range = tuple(read_attrs(handle)["histogram"]["z_obs"])
-        head_profiles, rollout_profile = redshift_profiles(model, handle["inputs"], test_rows,
-                                                           device)
+    test_rows = data.rows("test")
+    sim_id = data.ids[test_rows[0]]
+    x = torch.as_tensor(data.read_inputs(test_rows[:1]), device=device)
+    z_range = tuple(data.attrs["histogram"]["z_obs"])
+    head_profiles, rollout_profile = redshift_profiles(model, data, test_rows, device)
     _, _, attentions = model(x, return_attention=True)
     layers = [attention[0].double().cpu().numpy() for attention in attentions]
     pool = model.config.pool

@@ -1,6 +1,6 @@
 """Evaluation figures (matplotlib, Agg backend, PNG), for one model or side by side.
 
-Every function takes ``predictions``: model name -> predictions table (cosmo_sbi.evaluate),
+Every function takes ``predictions``: model name -> predictions table (cosmo_sbi.outputs),
 draws the CNN in blue and the ViT in red, writes ``path`` atomically and returns it (None
 when the tables hold nothing to draw, e.g. no fiducial rows).
 """
@@ -19,17 +19,20 @@ from astropy.table import Table  # noqa: E402
 
 from cosmo_sbi import PARAMETER_NAMES  # noqa: E402
 from cosmo_sbi.dataset import FIDUCIAL_SPLIT  # noqa: E402
-from cosmo_sbi.evaluate import (  # noqa: E402
+from cosmo_sbi.io import atomic_path  # noqa: E402
+from cosmo_sbi.metrics import (  # noqa: E402
     coverage_curve,
     parameter_arrays,
     r_squared,
     regression_slope,
 )
-from cosmo_sbi.io import atomic_path  # noqa: E402
+from cosmo_sbi.models import MODEL_NAMES  # noqa: E402
 
 FIGURES_DIR = "figures"
 """Sub-folder of an evaluation or report folder that holds its PNG figures."""
-MODEL_COLOURS = {"cnn": "tab:blue", "vit": "tab:red"}
+MODEL_COLOURS = dict(zip(MODEL_NAMES, ("tab:blue", "tab:red", "tab:green", "tab:purple",
+                                       "tab:orange", "tab:brown"), strict=False))
+"""Colour of each network, in registry order (the CNN blue, the ViT red)."""
 LABELS = {"Omega_m": r"$\Omega_m$", "sigma_8": r"$\sigma_8$", "w0": r"$w_0$", "wa": r"$w_a$",
           "n_s": r"$n_s$", "h": r"$h$"}
 DPI = 120

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,18 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi import PARAMETER_NAMES, plots
 from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import SPLITS
-from cosmo_sbi.evaluate import (
-    COVERAGE_LEVELS,
+from cosmo_sbi.io import atomic_path
+from cosmo_sbi.metrics import COVERAGE_LEVELS
+from cosmo_sbi.outputs import (
     HISTORY_FILE,
     METRICS_FILE,
     PREDICTIONS_FILE,
     read_history,
+    read_metrics,
     read_predictions,
 )
-from cosmo_sbi.io import atomic_path
 
 SUMMARY_FILE = "summary.md"
 COMPARISON_FILE = "comparison.csv"
@@ -47,14 +47,7 @@ PRIOR_DOMINATED_SLOPE = 0.2
 def load_evaluation(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """metrics.json of one evaluation folder, plus its ``directory``."""
     directory = Path(directory)
-    path = directory / METRICS_FILE
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"{path}: missing; expected an evaluation folder written by "
-                                "`cosmo-sbi evaluate`") from error
-    if "model" not in metrics or "test" not in metrics:
-        raise ValueError(f"{path}: expected the keys 'model' and 'test' of cosmo_sbi metrics")
+    metrics = read_metrics(directory / METRICS_FILE)
     metrics["directory"] = directory
     return metrics
 
@@ -217,8 +210,6 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
 def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str]],
                  output_dir: str | os.PathLike[str]) -> None:
     """Write summary.md, comparison.csv and the comparison figures to ``output_dir``."""
-    from cosmo_sbi import plots
-
     output_dir = Path(output_dir)
     evaluations = [load_evaluation(directory) for directory in evaluation_dirs]
     models = [evaluation["model"] for evaluation in evaluations]

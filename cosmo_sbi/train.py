@@ -1,14 +1,21 @@
 """Train one network on the dataset file; resumable from a checkpoint written every epoch.
 
-Read top to bottom: :func:`train_model` sets up the device (DDP when launched by
+Read :func:`train_model` top to bottom: it sets up the device (DDP when launched by
 ``torchrun``), data, model, AdamW and a per-step schedule (linear warm-up, then cosine to
-zero), restores ``checkpoints/last.pt`` if present, then runs epochs of training and
-validation with early stopping on the validation loss, and writes, on rank 0 only:
+zero), restores ``checkpoints/last.pt`` where it belongs to the same run
+(:func:`restore_checkpoint`), then runs epochs of :func:`train_one_epoch` and
+:func:`validate` with early stopping on the validation loss, and writes, on rank 0 only:
 
-- ``model.pt`` (state dict of the best epoch), ``model_config.json`` (see cosmo_sbi.models),
-- ``history.csv`` (one row per epoch), ``training_summary.json``,
-- ``checkpoints/last.pt``: model, optimizer, scheduler, RNG states, early-stopping state,
-  history and wall time after the last finished epoch.
+- ``model.pt`` (state dict of the best epoch), ``model_config.json`` (cosmo_sbi.models.build),
+- ``history.csv`` (one row per epoch), ``training_summary.json`` (cosmo_sbi.outputs),
+- ``checkpoints/last.pt`` (:func:`save_checkpoint`): model, optimizer, scheduler, RNG states
+  and the :class:`TrainingState` after the last finished epoch, with the run's fingerprint.
+
+A checkpoint is resumed only when its fingerprint, the hashes of the dataset's CONTENT, the
+resolved model config and the training config (:func:`run_fingerprint`), equals this run's;
+paths play no part, so a moved results folder resumes and a rebuilt dataset (new mass cut,
+new simulations) starts fresh. The log says which. A damaged checkpoint is renamed
+``last.pt.damaged`` with a warning and training starts fresh.
 
 The data order of epoch e is a function of (seed, e) (DistributedSampler.set_epoch) and so is
 the augmentation (HistogramDataset.set_epoch); with the torch/numpy/python RNG states in the
@@ -19,9 +26,8 @@ an uninterrupted run. Every file is written through cosmo_sbi.io.atomic_path.
 from __future__ import annotations
 
 import contextlib
-import csv
+import dataclasses
 import gc
-import json
 import logging
 import math
 import os
@@ -29,7 +35,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,24 +49,27 @@ from tqdm import tqdm
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config, ConfigError, config_hash
+from cosmo_sbi.dataset import read_dataset
+from cosmo_sbi.device import select_device
 from cosmo_sbi.io import atomic_path
-from cosmo_sbi.models import (
-    MODEL_CONFIG_FILE,
-    WEIGHTS_FILE,
+from cosmo_sbi.models.build import (
     build_model,
     count_parameters,
-    describe,
     model_flops_utilisation,
+    read_torch_file,
+    resolve_config,
+    save_trained,
     training_flops_per_sample,
 )
+from cosmo_sbi.outputs import HISTORY_FILE, TRAINING_SUMMARY_FILE, write_history, write_json
+from cosmo_sbi.training_set import HistogramDataset
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
-HISTORY_FILE = "history.csv"
-SUMMARY_FILE = "training_summary.json"
-HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "learning_rate", "samples_per_second",
-                  "wall_time_s")
+DAMAGED_SUFFIX = ".damaged"
+"""A checkpoint that cannot be read is renamed to ``last.pt.damaged`` (kept for a look)."""
+CHECKPOINT_KEYS = ("fingerprint", "model", "optimizer", "scheduler", "rng", "state")
 PROGRESS_EVERY = 10
 """Steps between loss updates of the progress bar (each costs a device synchronisation)."""
 GRAD_CLIP_NORM = 1.0
@@ -154,14 +163,23 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
 
-def select_device(choice: str, local_rank: int) -> torch.device:
-    """training.device (auto | cpu | cuda) -> the torch device of this process."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device: 'cuda' requested but no CUDA device is available")
-    if choice == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last_3d if self.cuda else torch.contiguous_format
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on a GPU, nothing on CPU (float32, bit-identical reruns)."""
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x.to(self.device, memory_format=self.memory_format, non_blocking=True),
+                y.to(self.device, non_blocking=True))
 
 
 @contextlib.contextmanager
@@ -192,33 +210,231 @@ def runtime(settings: Config) -> Iterator[Runtime]:
         torch.use_deterministic_algorithms(deterministic)
 
 
-# ---------------------------------------------------------------------- checkpoints
+# ------------------------------------------------------------------ state and checkpoints
 
 
-def run_fingerprint(config: Config, model_name: str, dataset_path: Path) -> str:
-    """Hash of everything a checkpoint's run depends on (not the list of models to train);
-    a checkpoint of another run is not resumed."""
+@dataclass
+class TrainingState:
+    """Progress of a run after ``epoch`` finished epochs (saved in every checkpoint)."""
+
+    epoch: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    best_model: dict[str, torch.Tensor] | None = None
+    """CPU copy of the state dict of the best epoch so far."""
+    epochs_without_improvement: int = 0
+    finished: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One row (cosmo_sbi.outputs.HISTORY_FIELDS) per finished epoch."""
+    wall_time_s: float = 0.0
+    train_time_s: float = 0.0
+    train_samples: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain fields (no deep copy of the weights), as the checkpoint stores them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass
+class Optimisation:
+    """The network (unwrapped), its optimizer and learning-rate schedule."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def run_fingerprint(config: Config, model_name: str, dataset_hash: str) -> dict[str, str]:
+    """Hashes of what a run learns from: the dataset's content (DatasetFile.content_hash),
+    the resolved model config (preset + overrides) and the training config (not the list of
+    models to train). No path enters: a checkpoint follows its results folder."""
+    model = resolve_config(model_name, config["models"][model_name])
     training = {key: value for key, value in config["training"].items() if key != "models"}
-    return config_hash({"training": training, "model": config["models"][model_name],
-                        "name": model_name, "dataset": str(Path(dataset_path).resolve())})
+    return {"dataset content": dataset_hash,
+            "model config": config_hash({"name": model_name,
+                                         "config": dataclasses.asdict(model)}),
+            "training config": config_hash(training)}
 
 
-def save_torch(obj: Any, path: Path) -> None:
-    """torch.save through atomic_path: a killed writer never leaves a truncated file."""
+def save_checkpoint(path: Path, fingerprint: dict[str, str], run: Optimisation,
+                    state: TrainingState) -> None:
+    """Everything :func:`restore_checkpoint` needs to continue bit-identically, atomically."""
     with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
+        torch.save({"fingerprint": fingerprint, "model": run.model.state_dict(),
+                    "optimizer": run.optimizer.state_dict(),
+                    "scheduler": run.scheduler.state_dict(), "rng": rng_states(),
+                    "state": state.as_dict()}, temporary)
 
 
-def write_json(obj: Any, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def _set_aside(path: Path, rt: Runtime, reason: str) -> None:
+    """Rename a damaged checkpoint out of the way (rank 0; the others just start fresh)."""
+    aside = path.with_name(path.name + DAMAGED_SUFFIX)
+    if rt.is_main:
+        os.replace(path, aside)
+    log.warning("%s is damaged (%s): renamed to %s; training from scratch", path, reason, aside)
 
 
-def write_history(history: list[dict[str, float]], path: Path) -> None:
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
+def restore_checkpoint(path: Path, fingerprint: dict[str, str], run: Optimisation,
+                       rt: Runtime) -> TrainingState:
+    """The state to continue from: the checkpoint's, loaded into ``run`` with the RNG states,
+    when it belongs to this run; a fresh state otherwise. Logs which, and why."""
+    try:
+        checkpoint = read_torch_file(path)
+    except FileNotFoundError:
+        log.info("no checkpoint at %s: training from scratch", path)
+        return TrainingState()
+    except ValueError as error:
+        _set_aside(path, rt, str(error.__cause__ or error))
+        return TrainingState()
+    stored = checkpoint.get("fingerprint") if isinstance(checkpoint, dict) else None
+    if not isinstance(stored, dict):
+        log.warning("%s was written by an older cosmo_sbi (no run fingerprint): training from "
+                    "scratch", path)
+        return TrainingState()
+    changed = [key for key in fingerprint if stored.get(key) != fingerprint[key]]
+    if changed:
+        log.warning("%s belongs to another run (changed: %s): training from scratch", path,
+                    ", ".join(changed))
+        return TrainingState()
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        _set_aside(path, rt, f"missing {missing}")
+        return TrainingState()
+    try:
+        run.model.load_state_dict(checkpoint["model"])
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+        run.scheduler.load_state_dict(checkpoint["scheduler"])
+        state = TrainingState(**checkpoint["state"])
+        restore_rng_states(checkpoint["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        # the network may already hold part of it: set it aside and stop; a rerun starts fresh
+        _set_aside(path, rt, f"{type(error).__name__}: {error}")
+        raise ValueError(f"{path}: damaged checkpoint set aside; rerun to train from "
+                         "scratch") from error
+    log.info("resuming from %s after epoch %d (same dataset content, model and training "
+             "config)", path, state.epoch)
+    return state
+
+
+# --------------------------------------------------------------------- the loop's parts
+
+
+def build_optimisation(config: Config, model_name: str, grid_size: int, steps_per_epoch: int,
+                       rt: Runtime) -> Optimisation:
+    """A fresh network on the device, AdamW (no weight decay on biases and norms) and the
+    per-step warm-up + cosine schedule."""
+    settings = config["training"]
+    model = build_model(model_name, config["models"][model_name], grid_size=grid_size,
+                        n_params=len(PARAMETER_NAMES)).to(rt.device)
+    model = model.to(memory_format=rt.memory_format)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases, norms
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings["weight_decay"]},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings["learning_rate"], fused=rt.cuda,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
+        settings["warmup_epochs"] * steps_per_epoch, settings["epochs"] * steps_per_epoch))
+    return Optimisation(model=model, optimizer=optimizer, scheduler=scheduler)
+
+
+def _sum_and_count(loss: torch.Tensor, n: int, rt: Runtime) -> torch.Tensor:
+    return torch.stack([loss.detach().double() * n,
+                        torch.tensor(n, dtype=torch.float64, device=rt.device)])
+
+
+def train_one_epoch(model: nn.Module, run: Optimisation, loader: DataLoader,
+                    loss_function: Callable, rt: Runtime,
+                    description: str) -> tuple[float, int, float]:
+    """One pass over ``loader`` with ``model`` (``run.model`` or its DDP/compiled wrapper):
+    the mean training loss over all ranks, the number of samples and the seconds taken."""
+    model.train()
+    start = time.perf_counter()
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)  # sum, count
+    progress = tqdm(loader, desc=description, file=sys.stderr, leave=False,
+                    disable=not rt.is_main, dynamic_ncols=True)
+    for step, (x, y) in enumerate(progress):
+        x, y = rt.to_device(x, y)
+        with rt.autocast():
+            mean, log_var = model(x)
+        loss = loss_function(mean, log_var, y)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+        run.optimizer.step()
+        run.scheduler.step()
+        loss_sum += _sum_and_count(loss, len(x), rt)
+        if rt.is_main and step % PROGRESS_EVERY == 0:
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+    if rt.cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if rt.world_size > 1:
+        dist.all_reduce(loss_sum)
+    return (loss_sum[0] / loss_sum[1]).item(), int(loss_sum[1].item()), seconds
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: DataLoader, loss_function: Callable,
+             rt: Runtime) -> float:
+    """Mean validation loss; every rank sees the whole validation set, rank 0's value rules."""
+    model.eval()
+    val_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)
+    with rt.autocast():
+        for x, y in loader:
+            x, y = rt.to_device(x, y)
+            mean, log_var = model(x)
+            val_sum += _sum_and_count(loss_function(mean, log_var, y), len(x), rt)
+    val_loss = val_sum[0:1] / val_sum[1]
+    if rt.world_size > 1:
+        dist.broadcast(val_loss, src=0)
+    return val_loss.item()
+
+
+def record_epoch(state: TrainingState, run: Optimisation, settings: Config, train_loss: float,
+                 val_loss: float, samples: int, seconds: float, wall_time_s: float) -> bool:
+    """Update ``state`` after an epoch (best weights, early stopping, history); return
+    whether early stopping ended the run."""
+    state.epoch += 1
+    if val_loss < state.best_val_loss:
+        state.best_val_loss, state.best_epoch = val_loss, state.epoch
+        state.epochs_without_improvement = 0
+        state.best_model = {k: v.detach().to("cpu", copy=True)
+                            for k, v in run.model.state_dict().items()}
+    else:
+        state.epochs_without_improvement += 1
+    stop = state.epochs_without_improvement >= settings["early_stopping_patience"]
+    state.finished = stop or state.epoch >= settings["epochs"]
+    state.wall_time_s = wall_time_s
+    state.train_time_s += seconds
+    state.train_samples += samples
+    state.history.append({
+        "epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss,
+        "learning_rate": run.scheduler.get_last_lr()[0], "samples_per_second": samples / seconds,
+        "wall_time_s": wall_time_s,
+    })
+    return stop
+
+
+def training_summary(model_name: str, run: Optimisation, state: TrainingState,
+                     settings: Config, rt: Runtime, train_samples: int,
+                     validation_samples: int) -> dict[str, Any]:
+    """The content of training_summary.json."""
+    samples_per_second = state.train_samples / max(state.train_time_s, 1e-12)
+    device_name = torch.cuda.get_device_name(rt.device) if rt.cuda else "cpu"
+    return {
+        "model": model_name, "parameters": count_parameters(run.model),
+        "training_flops_per_sample": training_flops_per_sample(run.model),
+        "loss": settings["loss"], "seed": settings["seed"],
+        "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+        "best_val_loss": state.best_val_loss,
+        "stopped_early": state.epochs_without_improvement >= settings["early_stopping_patience"],
+        "wall_time_s": state.wall_time_s, "samples_per_second": samples_per_second,
+        "mfu": model_flops_utilisation(run.model, samples_per_second, device_name),
+        "device": device_name, "world_size": rt.world_size,
+        "train_samples": train_samples, "validation_samples": validation_samples,
+    }
 
 
 # --------------------------------------------------------------------- training loop
@@ -228,15 +444,12 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
                 output_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Train ``model_name`` on ``dataset_path``; write the outputs listed in the module doc to
     ``output_dir`` and return the training summary. Resumes from ``checkpoints/last.pt``."""
-    from cosmo_sbi.dataset import HistogramDataset
-
     settings = config["training"]
-    dataset_path, output_dir = Path(dataset_path), Path(output_dir)
     if settings["loss"] not in LOSSES:
         raise ConfigError(f"training.loss: expected one of {sorted(LOSSES)}, "
                           f"got {settings['loss']!r}")
-    loss_function = LOSSES[settings["loss"]]
-    seed = settings["seed"]
+    loss_function, seed = LOSSES[settings["loss"]], settings["seed"]
+    output_dir, checkpoint_path = Path(output_dir), Path(output_dir) / CHECKPOINT_FILE
 
     with runtime(settings) as rt:
         seed_everything(seed)
@@ -246,173 +459,51 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
         if len(set(grid_shape)) != 1:
             raise ValueError(f"{dataset_path}: the networks need a cubic grid "
                              f"(histogram.bins equal), got inputs of shape {grid_shape}")
-
-        cuda = rt.device.type == "cuda"
         sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank,
                                      shuffle=True, seed=seed)
-        loader_options = {"batch_size": settings["batch_size"], "pin_memory": cuda,
-                          "num_workers": 2 if cuda else 0, "persistent_workers": False}
+        loader_options = {"batch_size": settings["batch_size"], "pin_memory": rt.cuda,
+                          "num_workers": 2 if rt.cuda else 0, "persistent_workers": False}
         train_loader = DataLoader(train_set, sampler=sampler, **loader_options)
         val_loader = DataLoader(val_set, shuffle=False, **loader_options)
+        run = build_optimisation(config, model_name, grid_shape[0], len(train_loader), rt)
 
-        model = build_model(model_name, config["models"][model_name], grid_size=grid_shape[0],
-                            n_params=len(PARAMETER_NAMES)).to(rt.device)
-        memory_format = torch.channels_last_3d if cuda else torch.contiguous_format
-        model = model.to(memory_format=memory_format)
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases, norms
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": settings["weight_decay"]},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=settings["learning_rate"], fused=cuda,
-        )
-        steps_per_epoch = len(train_loader)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
-            settings["warmup_epochs"] * steps_per_epoch, settings["epochs"] * steps_per_epoch))
-
-        fingerprint = run_fingerprint(config, model_name, dataset_path)
-        state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0,
-                 "best_model": None, "epochs_without_improvement": 0, "finished": False,
-                 "history": [], "wall_time_s": 0.0, "train_time_s": 0.0,
-                 "train_samples": 0}
-        checkpoint_path = output_dir / CHECKPOINT_FILE
-        if checkpoint_path.exists():
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-            if checkpoint["fingerprint"] != fingerprint:
-                log.warning("%s belongs to another run (config or dataset changed): starting "
-                            "from scratch", checkpoint_path)
-            else:
-                model.load_state_dict(checkpoint["model"])
-                optimizer.load_state_dict(checkpoint["optimizer"])
-                scheduler.load_state_dict(checkpoint["scheduler"])
-                state = checkpoint["state"]
-                restore_rng_states(checkpoint["rng"])
-                log.info("resuming %s from %s after epoch %d", model_name, checkpoint_path,
-                         state["epoch"])
-
-        raw_model = model
+        fingerprint = run_fingerprint(config, model_name, read_dataset(dataset_path).content_hash)
+        state = restore_checkpoint(checkpoint_path, fingerprint, run, rt)
+        model = run.model  # what the training steps call: DDP and/or compiled on request
         if rt.world_size > 1:
-            model = DistributedDataParallel(model, device_ids=[rt.device.index] if cuda else None)
+            model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.cuda
+                                            else None)
         if settings["compile"]:
             model = torch.compile(model)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda
-                    else contextlib.nullcontext())
 
-        def count(n: int) -> torch.Tensor:
-            return torch.tensor(n, dtype=torch.float64, device=rt.device)
-
-        def to_device(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return (x.to(rt.device, memory_format=memory_format, non_blocking=True),
-                    y.to(rt.device, non_blocking=True))
-
-        session_start = time.perf_counter()
-        wall_time_before = state["wall_time_s"]
-        while not state["finished"]:
-            epoch = state["epoch"]
-            sampler.set_epoch(epoch)
-            train_set.set_epoch(epoch, seed)
-
-            # --- train one epoch
-            model.train()
-            epoch_start = time.perf_counter()
-            loss_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)  # sum, count
-            progress = tqdm(train_loader, desc=f"{model_name} epoch {epoch + 1}/"
-                            f"{settings['epochs']}", file=sys.stderr, leave=False,
-                            disable=not rt.is_main, dynamic_ncols=True)
-            for step, (x, y) in enumerate(progress):
-                x, y = to_device(x, y)
-                with autocast:
-                    mean, log_var = model(x)
-                loss = loss_function(mean, log_var, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-                optimizer.step()
-                scheduler.step()
-                loss_sum += torch.stack([loss.detach().double() * len(x),
-                                         count(len(x))])
-                if rt.is_main and step % PROGRESS_EVERY == 0:
-                    progress.set_postfix(loss=f"{loss.item():.4f}")
-            if cuda:
-                torch.cuda.synchronize()
-            train_seconds = time.perf_counter() - epoch_start
-            if rt.world_size > 1:
-                dist.all_reduce(loss_sum)
-            train_loss = (loss_sum[0] / loss_sum[1]).item()
-            samples = int(loss_sum[1].item())
-
-            # --- validate (every rank sees the whole validation set; rank 0's value rules)
-            raw_model.eval()
-            val_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)
-            with torch.no_grad(), autocast:
-                for x, y in val_loader:
-                    x, y = to_device(x, y)
-                    mean, log_var = raw_model(x)
-                    val_sum += torch.stack([loss_function(mean, log_var, y).double() * len(x),
-                                            count(len(x))])
-            val_loss = val_sum[0:1] / val_sum[1]
-            if rt.world_size > 1:
-                dist.broadcast(val_loss, src=0)
-            val_loss = val_loss.item()
-
+        session_start, wall_time_before = time.perf_counter(), state.wall_time_s
+        while not state.finished:
+            sampler.set_epoch(state.epoch)
+            train_set.set_epoch(state.epoch, seed)
+            train_loss, samples, seconds = train_one_epoch(
+                model, run, train_loader, loss_function, rt,
+                f"{model_name} epoch {state.epoch + 1}/{settings['epochs']}")
+            val_loss = validate(run.model, val_loader, loss_function, rt)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 raise ValueError(
-                    f"training.learning_rate: {model_name} diverged in epoch {epoch + 1} "
+                    f"training.learning_rate: {model_name} diverged in epoch {state.epoch + 1} "
                     f"(train loss {train_loss}, validation loss {val_loss}); expected a "
-                    f"smaller learning rate than {settings['learning_rate']}"
-                )
-
-            # --- early stopping, history, checkpoint
-            state["epoch"] = epoch + 1
-            if val_loss < state["best_val_loss"]:
-                state.update(best_val_loss=val_loss, best_epoch=epoch + 1,
-                             epochs_without_improvement=0,
-                             best_model={k: v.detach().to("cpu", copy=True)
-                                         for k, v in raw_model.state_dict().items()})
-            else:
-                state["epochs_without_improvement"] += 1
-            stop = state["epochs_without_improvement"] >= settings["early_stopping_patience"]
-            state["finished"] = stop or state["epoch"] >= settings["epochs"]
-            state["wall_time_s"] = wall_time_before + time.perf_counter() - session_start
-            state["train_time_s"] += train_seconds
-            state["train_samples"] += samples
-            state["history"].append({
-                "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                "learning_rate": scheduler.get_last_lr()[0],
-                "samples_per_second": samples / train_seconds,
-                "wall_time_s": state["wall_time_s"],
-            })
+                    f"smaller learning rate than {settings['learning_rate']}")
+            stop = record_epoch(state, run, settings, train_loss, val_loss, samples, seconds,
+                                wall_time_before + time.perf_counter() - session_start)
             log.info("%s epoch %d/%d: train %.5f, validation %.5f, %.1f samples/s%s",
-                     model_name, epoch + 1, settings["epochs"], train_loss, val_loss,
-                     samples / train_seconds, " (early stop)" if stop else "")
+                     model_name, state.epoch, settings["epochs"], train_loss, val_loss,
+                     samples / seconds, " (early stop)" if stop else "")
             if rt.is_main:
-                save_torch({"fingerprint": fingerprint, "model": raw_model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "rng": rng_states(),
-                            "state": state}, checkpoint_path)
-                write_history(state["history"], output_dir / HISTORY_FILE)
+                save_checkpoint(checkpoint_path, fingerprint, run, state)
+                write_history(state.history, output_dir / HISTORY_FILE)
 
-        # --- final outputs (rank 0)
-        samples_per_second = state["train_samples"] / max(state["train_time_s"], 1e-12)
-        device_name = torch.cuda.get_device_name(rt.device) if cuda else "cpu"
-        summary = {
-            "model": model_name, "parameters": count_parameters(raw_model),
-            "training_flops_per_sample": training_flops_per_sample(raw_model),
-            "loss": settings["loss"], "seed": seed,
-            "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-            "best_val_loss": state["best_val_loss"],
-            "stopped_early": state["epochs_without_improvement"]
-            >= settings["early_stopping_patience"],
-            "wall_time_s": state["wall_time_s"], "samples_per_second": samples_per_second,
-            "mfu": model_flops_utilisation(raw_model, samples_per_second, device_name),
-            "device": device_name, "world_size": rt.world_size,
-            "train_samples": len(train_set), "validation_samples": len(val_set),
-        }
+        summary = training_summary(model_name, run, state, settings, rt, len(train_set),
+                                   len(val_set))
         if rt.is_main:
-            save_torch(state["best_model"], output_dir / WEIGHTS_FILE)
-            write_json(describe(model_name, raw_model), output_dir / MODEL_CONFIG_FILE)
-            write_history(state["history"], output_dir / HISTORY_FILE)
-            write_json(summary, output_dir / SUMMARY_FILE)
+            save_trained(output_dir, model_name, run.model, state.best_model)
+            write_history(state.history, output_dir / HISTORY_FILE)
+            write_json(summary, output_dir / TRAINING_SUMMARY_FILE)
         if rt.world_size > 1:
             dist.barrier()
         # The DDP wrapper's Reducer holds the process group: free it while the group is

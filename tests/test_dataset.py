@@ -15,14 +15,14 @@ from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.dataset import (
     SPLITS,
     DatasetError,
-    HistogramDataset,
     assign_splits,
     build_dataset,
     prior_bounds,
     scale_parameters,
-    transverse_symmetry,
     unscale_parameters,
 )
+from cosmo_sbi.histogram import HistogramFormatError
+from cosmo_sbi.training_set import HistogramDataset, transverse_symmetry
 from tests.synthetic_histograms import small_config, write_histograms
 
 
@@ -234,19 +234,26 @@ def _replace_counts(handle: h5py.File, counts: np.ndarray) -> None:
     handle.create_dataset("counts", data=counts)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda h: _replace_counts(h, np.zeros((8, 8, 4), dtype=np.uint32)), "'counts' has shape"),
-    (lambda h: h.attrs.__setitem__("ra_deg", np.array([-10.0, 10.0])), "'ra_deg'"),
-    (lambda h: h.attrs.__setitem__("sigma_8", np.nan), "'sigma_8'"),
-    (lambda h: _replace_counts(h, np.full((8, 8, 8), np.nan)), "'counts' has 512 NaN"),
-    (lambda h: h.attrs.__setitem__("set", "fiducial"), "'set'"),
-    (lambda h: h.attrs.__setitem__("Omega_m", 0.9), "outside design.latin_hypercube"),
+@pytest.mark.parametrize(("edit", "error_type", "message"), [
+    # damaged files: cosmo_sbi.histogram.read_histogram
+    (lambda h: _replace_counts(h, np.zeros((8, 8, 4), dtype=np.uint32)), HistogramFormatError,
+     "'counts' has shape"),
+    (lambda h: _replace_counts(h, np.full((8, 8, 8), np.nan)), HistogramFormatError,
+     "'counts' has 512 NaN"),
+    (lambda h: h.attrs.__delitem__("z_obs"), HistogramFormatError, "missing attributes"),
+    # a histogram that does not fit this dataset: cosmo_sbi.dataset
+    (lambda h: h.attrs.__setitem__("ra_deg", np.array([-10.0, 10.0])), DatasetError, "'ra_deg'"),
+    (lambda h: h.attrs.__setitem__("sigma_8", np.nan), DatasetError, "'sigma_8'"),
+    (lambda h: h.attrs.__setitem__("set", "fiducial"), DatasetError, "'set'"),
+    (lambda h: h.attrs.__setitem__("Omega_m", 0.9), DatasetError,
+     "outside design.latin_hypercube"),
 ])
-def test_bad_histogram_names_file_and_field(histograms, tmp_path: Path, edit, message) -> None:
+def test_bad_histogram_names_file_and_field(histograms, tmp_path: Path, edit, error_type,
+                                            message) -> None:
     config, paths = histograms
     bad = _corrupt(paths["latin_hypercube"][3], tmp_path, edit)
     files = [*paths["latin_hypercube"][:3], bad, *paths["latin_hypercube"][4:]]
-    with pytest.raises(DatasetError, match=message) as error:
+    with pytest.raises(error_type, match=message) as error:
         build_dataset(config, files, [], tmp_path / "out.h5")
     assert str(bad) in str(error.value)
     assert not (tmp_path / "out.h5").exists()

@@ -7,7 +7,12 @@ import pytest
 import torch
 from scipy.stats import linregress, norm
 
-from cosmo_sbi.evaluate import (
+from cosmo_sbi.interpret import (
+    attention_rollout,
+    attention_to_patches,
+    position_similarity,
+)
+from cosmo_sbi.metrics import (
     coverage_curve,
     fiducial_metrics,
     interval_coverage,
@@ -19,12 +24,7 @@ from cosmo_sbi.evaluate import (
     slope_standard_error,
     split_metrics,
 )
-from cosmo_sbi.interpret import (
-    attention_rollout,
-    attention_to_patches,
-    position_similarity,
-)
-from cosmo_sbi.models import build_model
+from cosmo_sbi.models.build import build_model
 
 N_TEST = 20000
 LOWER = np.array([0.25, 0.75, -1.3, -0.3, 0.90, 0.60])

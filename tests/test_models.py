@@ -4,14 +4,17 @@ loading trained weights."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import ConfigError
-from cosmo_sbi.models import (
+from cosmo_sbi.models import MODEL_NAMES, network
+from cosmo_sbi.models.build import (
     MODEL_CONFIG_FILE,
     WEIGHTS_FILE,
     build_model,
@@ -19,7 +22,9 @@ from cosmo_sbi.models import (
     describe,
     load_trained,
     peak_bf16_flops,
+    save_trained,
 )
+from tests.conftest import REPO
 
 N_PARAMS = len(PARAMETER_NAMES)
 
@@ -169,9 +174,7 @@ def test_peak_flops_table_knows_h100_and_h200():
 
 
 def _save_model_dir(directory, name: str, model: torch.nn.Module) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MODEL_CONFIG_FILE).write_text(json.dumps(describe(name, model)))
-    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    save_trained(directory, name, model, model.state_dict())
 
 
 @pytest.mark.parametrize("name", ["cnn", "vit"])
@@ -195,3 +198,40 @@ def test_weights_of_another_config_raise_naming_the_file(tmp_path):
     (tmp_path / MODEL_CONFIG_FILE).write_text(json.dumps(describe("cnn", wider)))
     with pytest.raises(ValueError, match=rf"{tmp_path / WEIGHTS_FILE}.*do not match"):
         load_trained(tmp_path)
+
+
+@pytest.mark.parametrize(("file", "content"), [
+    (WEIGHTS_FILE, b"PK\x03\x04 truncated"), (WEIGHTS_FILE, b""),
+    (MODEL_CONFIG_FILE, b'{"model": "cnn", "conf'), (MODEL_CONFIG_FILE, b"\xff\xfe"),
+    (MODEL_CONFIG_FILE, b'{"model": "resnet", "config": {}, "grid_size": 16, "n_params": 6}'),
+])
+def test_a_damaged_model_file_raises_naming_it(tmp_path, file: str, content: bytes):
+    _save_model_dir(tmp_path, "cnn", build_model("cnn", {"preset": "small"}, grid_size=16))
+    (tmp_path / file).write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / file))):
+        load_trained(tmp_path)
+
+
+def _schema() -> dict:
+    return yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def test_the_schema_lists_the_networks_of_the_registry():
+    schema = _schema()["properties"]
+    assert tuple(schema["models"]["properties"]) == MODEL_NAMES
+    assert tuple(schema["training"]["properties"]["models"]["items"]["enum"]) == MODEL_NAMES
+    assert tuple(schema["training"]["properties"]["models"]["default"]) == MODEL_NAMES
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_registered_network_builds_from_each_preset(name: str):
+    entry = network(name)
+    for preset in entry.presets:
+        model = build_model(name, {"preset": preset}, grid_size=32)
+        assert isinstance(model, entry.model) and isinstance(model.config, entry.config)
+    assert entry.attention_maps == hasattr(model, "pos_embedding")
+
+
+def test_an_unknown_network_is_refused_with_the_known_names():
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet'.*\['cnn', 'vit'\]"):
+        network("resnet")

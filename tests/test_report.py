@@ -16,15 +16,10 @@ from astropy.table import Table
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.cli import main
 from cosmo_sbi.dataset import build_dataset
-from cosmo_sbi.evaluate import (
-    evaluate_model,
-    parameter_arrays,
-    read_predictions,
-    split_metrics,
-    write_evaluation,
-    write_metrics,
-)
-from cosmo_sbi.models import count_parameters, load_trained
+from cosmo_sbi.evaluate import evaluate_model, write_evaluation
+from cosmo_sbi.metrics import parameter_arrays, split_metrics
+from cosmo_sbi.models.build import count_parameters, load_trained
+from cosmo_sbi.outputs import read_predictions, write_metrics
 from cosmo_sbi.report import write_report
 from cosmo_sbi.train import train_model
 from tests.synthetic_histograms import small_config, write_histograms

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +18,11 @@ import yaml
 
 from cosmo_sbi.config import load_config
 from cosmo_sbi.dataset import build_dataset
-from cosmo_sbi.models import load_trained
+from cosmo_sbi.histogram import histogram_lightcone_file
+from cosmo_sbi.models.build import load_trained
+from cosmo_sbi.outputs import HISTORY_FIELDS
 from cosmo_sbi.train import (
     CHECKPOINT_FILE,
-    HISTORY_FIELDS,
     gaussian_nll,
     mean_squared_error,
     train_model,
@@ -275,3 +277,68 @@ def test_ddp_with_two_cpu_processes(workspace):
     assert files == ["checkpoints", str(CHECKPOINT_FILE), "history.csv", "model.pt",
                      "model_config.json", "training_summary.json"]
     load_trained(output)
+
+
+def _one_epoch_config(directory: Path, overlay: dict | None = None):
+    layers = {**OVERLAY, "training": {**OVERLAY["training"], "epochs": 1}, **(overlay or {})}
+    return load_config(_config_files(directory, layers))
+
+
+def test_a_rebuilt_dataset_with_another_mass_cut_retrains(workspace, tmp_path, caplog):
+    """The fingerprint covers the dataset's content, not its path: a new mass cut rebuilds
+    dataset.h5 in place, and training must not resume the old run."""
+    config = _one_epoch_config(tmp_path / "a")
+    dataset, output = tmp_path / "dataset.h5", tmp_path / "model"
+    shutil.copyfile(workspace["dataset"], dataset)
+    train_model(config, "vit", dataset, output)
+    first = _history(output / "history.csv")
+
+    cut = config["histogram"]["min_mass_msun_h"] * 1.5
+    config = _one_epoch_config(tmp_path / "b", {"histogram": {**OVERLAY["histogram"],
+                                                              "min_mass_msun_h": cut}})
+    histograms = {}
+    for set_name in ("latin_hypercube", "fiducial"):
+        lightcones = sorted((workspace["directory"] / "histograms" / "lightcones" / set_name)
+                            .glob("*.h5"))
+        histograms[set_name] = [tmp_path / "histograms" / set_name / path.name
+                                for path in lightcones]
+        for lightcone, histogram in zip(lightcones, histograms[set_name], strict=True):
+            histogram_lightcone_file(config, lightcone, histogram)
+    build_dataset(config, histograms["latin_hypercube"], histograms["fiducial"], dataset)
+    with caplog.at_level("INFO", logger="cosmo_sbi.train"):
+        train_model(config, "vit", dataset, output)
+    assert "belongs to another run (changed: dataset content)" in caplog.text
+    assert _history(output / "history.csv")[0]["train_loss"] != first[0]["train_loss"]
+
+
+def test_a_moved_results_folder_resumes(reference_run, workspace, tmp_path, caplog):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(reference_run, moved / "model")
+    shutil.copyfile(workspace["dataset"], moved / "dataset.h5")
+    before = (moved / "model" / CHECKPOINT_FILE).stat().st_mtime_ns
+    with caplog.at_level("INFO", logger="cosmo_sbi.train"):
+        summary = train_model(workspace["config"], "cnn", moved / "dataset.h5", moved / "model")
+    assert f"resuming from {moved / 'model' / CHECKPOINT_FILE} after epoch {EPOCHS}" in caplog.text
+    assert summary["epochs_run"] == EPOCHS
+    assert (moved / "model" / CHECKPOINT_FILE).stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_fresh(
+        reference_run, workspace, tmp_path, caplog, damage):
+    checkpoint = tmp_path / "model" / CHECKPOINT_FILE
+    checkpoint.parent.mkdir(parents=True)
+    good = (reference_run / CHECKPOINT_FILE).read_bytes()
+    checkpoint.write_bytes(b"\x00garbage" * 100 if damage == "garbage" else good[:len(good) // 2])
+    config = _one_epoch_config(tmp_path / "config")
+    with caplog.at_level("WARNING", logger="cosmo_sbi.train"):
+        summary = train_model(config, "cnn", workspace["dataset"], tmp_path / "model")
+    aside = checkpoint.with_name("last.pt.damaged")
+    assert f"{checkpoint} is damaged" in caplog.text and str(aside) in caplog.text
+    assert summary["epochs_run"] == 1
+    assert aside.exists()
+    torch.load(checkpoint, weights_only=True)  # a new, readable checkpoint
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cosmo_sbi.train"):  # and a rerun is not blocked
+        train_model(config, "cnn", workspace["dataset"], tmp_path / "model")
+    assert "resuming from" in caplog.text

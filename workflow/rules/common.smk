@@ -7,6 +7,7 @@ from snakemake.utils import min_version, validate
 
 from cosmo_sbi.config import check_config
 from cosmo_sbi.design import SETS, simulation_ids
+from cosmo_sbi.models import MODEL_NAMES
 
 min_version("9.0")
 
@@ -46,7 +47,7 @@ SIM_IDS = {name: simulation_ids(config["design"][name]["n_simulations"]) for nam
 wildcard_constraints:
     set="|".join(SETS),
     id=r"\d+",
-    model="cnn|vit",
+    model="|".join(MODEL_NAMES),
 
 
 def simulation_settings() -> dict:
