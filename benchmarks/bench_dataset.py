@@ -12,7 +12,6 @@ workers keep up with a GPU training at ~1000 samples/s.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,12 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY))  # for tests.synthetic_histograms
-
-from cosmo_sbi.dataset import build_dataset  # noqa: E402
-from cosmo_sbi.training_set import HistogramDataset  # noqa: E402
-from tests.synthetic_histograms import small_config, write_histograms  # noqa: E402
+from cosmo_sbi.dataset import build_dataset
+from cosmo_sbi.toy import toy_config, write_histograms
+from cosmo_sbi.training_set import HistogramDataset
 
 
 def _seconds(function, repeats: int = 1) -> float:
@@ -39,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="Latin-hypercube histograms")
     args = parser.parse_args()
-    config = small_config({"histogram": {"bins": [64, 64, 64]},
+    config = toy_config({"histogram": {"bins": [64, 64, 64]},
                            "design": {"latin_hypercube": {"n_simulations": args.n},
                                       "fiducial": {"n_simulations": 20}}})
     with tempfile.TemporaryDirectory() as folder:

@@ -7,7 +7,7 @@
 ``throughput`` times full optimizer steps (forward, backward, AdamW) on random inputs and
 prints samples/s, achieved TFLOP/s (analytic FLOPs, cosmo_sbi.models) and, on a known GPU,
 the MFU against its dense bf16 peak. ``train`` makes 1000 synthetic 64^3 histograms with the
-real histogram and dataset writers (toy light cones of tests/synthetic_histograms.py), runs the
+real histogram and dataset writers (toy light cones of cosmo_sbi/toy.py), runs the
 real :func:`cosmo_sbi.train.train_model` for a few epochs per model and projects the time of
 the paper workload (1000 samples x 100 epochs) from the epochs after the first (the first
 includes cuDNN autotuning and, with --compile, compilation). Target: <= 10 min per model on
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,20 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY))  # for tests.synthetic_histograms
-
-from cosmo_sbi import PARAMETER_NAMES  # noqa: E402
-from cosmo_sbi.config import Config  # noqa: E402
-from cosmo_sbi.dataset import build_dataset  # noqa: E402
-from cosmo_sbi.models.build import (  # noqa: E402
+from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi.config import Config
+from cosmo_sbi.dataset import build_dataset
+from cosmo_sbi.models.build import (
     build_model,
     count_parameters,
     model_flops_utilisation,
     training_flops_per_sample,
 )
-from cosmo_sbi.train import gaussian_nll, train_model  # noqa: E402
-from tests.synthetic_histograms import small_config, write_histograms  # noqa: E402
+from cosmo_sbi.toy import toy_config, write_histograms
+from cosmo_sbi.train import gaussian_nll, train_model
 
 GRID_SIZE = 64
 PAPER_SAMPLES, PAPER_EPOCHS = 1000, 100
@@ -95,7 +91,7 @@ def synthetic_config(samples: int, epochs: int, device: str, compile_model: bool
                      batch_size: int) -> Config:
     """The laptop config with 64^3 bins, ``samples`` Latin-hypercube cosmologies, the paper
     networks and the given training settings."""
-    return small_config({
+    return toy_config({
         "histogram": {"bins": [GRID_SIZE] * 3},
         "design": {"latin_hypercube": {"n_simulations": samples},
                    "fiducial": {"n_simulations": 1}},
@@ -109,7 +105,7 @@ def synthetic_config(samples: int, epochs: int, device: str, compile_model: bool
 def train_check(models: list[str], samples: int, epochs: int, device: str,
                 compile_model: bool, batch_size: int, directory: Path) -> None:
     """Run train_model on ``samples`` synthetic 64^3 histograms (toy light cones through the
-    real histogram and dataset writers, tests/synthetic_histograms.py); print the projected
+    real histogram and dataset writers, cosmo_sbi/toy.py); print the projected
     time of 1000 samples x 100 epochs."""
     config = synthetic_config(samples, epochs, device, compile_model, batch_size)
     dataset = directory / "synthetic_dataset.h5"

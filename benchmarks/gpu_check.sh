@@ -6,7 +6,7 @@
 #
 # Installs nothing: $PYTHON (default .venv/bin/python if present, else python3) must have a
 # CUDA build of torch and the package's dependencies (numpy, scipy, astropy, h5py, pyyaml,
-# jsonschema, tqdm; pytest for tests/synthetic_histograms.py). It prints
+# jsonschema, tqdm; the toy histograms come from cosmo_sbi/toy.py). It prints
 #   1. forward+backward+AdamW samples/s, TFLOP/s and MFU of both paper presets at 64^3, bf16;
 #   2. a real train_model run (bf16, TF32) on 1000 synthetic 64^3 histograms made by the real
 #      histogram and dataset writers, EPOCHS epochs per model, and the projected time of the

@@ -3,7 +3,7 @@
     python benchmarks/toy_information.py                       # 200 + 20 toy light cones, 30 epochs
     python benchmarks/toy_information.py --epochs 10 --n 100   # quicker
 
-The toy light cones of tests/synthetic_histograms.py carry information on Omega_m and
+The toy light cones of cosmo_sbi/toy.py carry information on Omega_m and
 sigma_8 only (their halo number scales as Omega_m^2 sigma_8^4); w0, wa, n_s and h leave no
 trace. Both networks are trained with the real stages (dataset, train, evaluate, report).
 The expected verdict: Omega_m (and, through the degeneracy, partly sigma_8) with a
@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY))  # for tests.synthetic_histograms
-
-from cosmo_sbi import PARAMETER_NAMES  # noqa: E402
-from cosmo_sbi.dataset import build_dataset  # noqa: E402
-from cosmo_sbi.evaluate import evaluate_model  # noqa: E402
-from cosmo_sbi.report import write_report  # noqa: E402
-from cosmo_sbi.train import train_model  # noqa: E402
-from tests.synthetic_histograms import small_config, write_histograms  # noqa: E402
+from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi.dataset import build_dataset
+from cosmo_sbi.evaluate import evaluate_model
+from cosmo_sbi.report import write_report
+from cosmo_sbi.toy import toy_config, write_histograms
+from cosmo_sbi.train import train_model
 
 MODELS = ("cnn", "vit")
 
@@ -42,7 +38,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("toy_information"))
     args = parser.parse_args()
 
-    config = small_config({
+    config = toy_config({
         "histogram": {"bins": [16, 16, 16]},
         "design": {"latin_hypercube": {"n_simulations": args.n},
                    "fiducial": {"n_simulations": args.fiducial}},

@@ -22,14 +22,14 @@ from cosmo_sbi.dataset import (
     unscale_parameters,
 )
 from cosmo_sbi.histogram import HistogramFormatError
+from cosmo_sbi.toy import toy_config, write_histograms
 from cosmo_sbi.training_set import HistogramDataset, transverse_symmetry
-from tests.synthetic_histograms import small_config, write_histograms
 
 
 @pytest.fixture(scope="module")
 def histograms(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("histograms")
-    config = small_config()
+    config = toy_config()
     return config, write_histograms(config, directory)
 
 

@@ -24,7 +24,7 @@ from tests.conftest import REPO
 from tests.workflow_outputs import TEMPORARY_MARK, assert_same_outputs, output_digests
 from tests.workflow_utils import snakemake_env
 
-# tests/configs/tiny.yaml shrunk further: 3 + 1 light cones on a 32^3 grid, one network
+# config/tiny.yaml shrunk further: 3 + 1 light cones on a 32^3 grid, one network
 # trained for 3 epochs (a checkpoint after each), so the test stays near a minute.
 OVERLAY = {
     "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1}},
@@ -39,7 +39,7 @@ TIMEOUT_S = 300
 
 def snakemake_command(workdir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-            "--directory", str(workdir), "--configfile", str(REPO / "tests/configs/tiny.yaml"),
+            "--directory", str(workdir), "--configfile", str(REPO / "config/tiny.yaml"),
             str(workdir / "overlay.yaml"), "--cores", "2", *extra]
 
 

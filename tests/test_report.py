@@ -21,8 +21,8 @@ from cosmo_sbi.metrics import parameter_arrays, split_metrics
 from cosmo_sbi.models.build import count_parameters, load_trained
 from cosmo_sbi.outputs import read_predictions, write_metrics
 from cosmo_sbi.report import write_report
+from cosmo_sbi.toy import toy_config, write_histograms
 from cosmo_sbi.train import train_model
-from tests.synthetic_histograms import small_config, write_histograms
 
 pytestmark = pytest.mark.slow  # ~30 s on 2 cores: two trainings, three evaluations
 
@@ -32,7 +32,7 @@ MODELS = ("cnn", "vit")
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("pipeline")
-    config = small_config({"histogram": {"bins": [16, 16, 16]},
+    config = toy_config({"histogram": {"bins": [16, 16, 16]},
                            "training": {"epochs": 1, "device": "cpu"},
                            "models": {"vit": {"preset": "small", "patch_size": 4}}})
     paths = write_histograms(config, root / "histograms")
@@ -138,7 +138,7 @@ def _synthetic_predictions(splits: list[str], seed: int) -> Table:
 
 def test_report_of_a_one_simulation_test_split(tmp_path: Path) -> None:
     """A tiny workflow may leave one test cosmology: undefined slopes show as '-', not NaN."""
-    config = small_config()
+    config = toy_config()
     splits = ["train"] * 5 + ["validation", "test"] + ["fiducial"] * 3
     folders = []
     for seed, model in enumerate(MODELS):

@@ -32,7 +32,7 @@ pytestmark = [
                               "tests/slurm/run_slurm_ci.sh (it sets COSMO_SBI_SLURM=1)"),
 ]
 
-TINY = REPO / "tests/configs/tiny.yaml"
+TINY = REPO / "config/tiny.yaml"
 TIMEOUT_S = 600
 # Training and evaluation on one CPU each, so the 2-CPU node runs the two models side by
 # side; the local reference run uses the same threads (same numerics).

@@ -21,6 +21,7 @@ from cosmo_sbi.dataset import build_dataset
 from cosmo_sbi.histogram import histogram_lightcone_file
 from cosmo_sbi.models.build import load_trained
 from cosmo_sbi.outputs import HISTORY_FIELDS
+from cosmo_sbi.toy import write_histograms
 from cosmo_sbi.train import (
     CHECKPOINT_FILE,
     gaussian_nll,
@@ -29,7 +30,6 @@ from cosmo_sbi.train import (
     warmup_cosine,
 )
 from tests.conftest import REPO
-from tests.synthetic_histograms import write_histograms
 
 EPOCHS = 6
 OVERLAY = {

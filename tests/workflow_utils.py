@@ -9,15 +9,17 @@ from pathlib import Path
 
 import yaml
 
+from cosmo_sbi.config import deep_merge
 from tests.conftest import REPO
 
-# A tiny embedded-simulator configuration: a handful of light cones on a 32^3 grid
-# (L = 1500 Mpc/h, so the default cone still fits) and an 8^3 histogram.
-TINY_OVERLAY: dict = {
-    "design": {"latin_hypercube": {"n_simulations": 4}, "fiducial": {"n_simulations": 2}},
+TINY_PRESET = REPO / "config" / "tiny.yaml"
+TINY_OVERLAY: dict = deep_merge(yaml.safe_load(TINY_PRESET.read_text()), {
     "simulator": {"embedded": {"grid_size": 32}},
     "histogram": {"bins": [8, 8, 8]},
-}
+})
+"""The CI preset config/tiny.yaml (4 + 2 light cones, small networks, one epoch) with a
+32^3 simulation grid (L = 1500 Mpc/h, so the default cone still fits) and 8^3 histograms:
+the workflow tests that stop at the histograms take seconds instead of a minute."""
 
 
 def snakemake_env() -> dict[str, str]:

@@ -1,8 +1,10 @@
-"""Small synthetic histogram files made by the real writers, for dataset/evaluate/report tests.
+"""Toy light cones and histograms made by the real writers, for tests and benchmarks.
 
 Each simulation of a design gets a toy light cone whose halo number grows with Omega_m and
 sigma_8 (so a network has something to learn), written with cosmo_sbi.lightcone and binned
-with cosmo_sbi.histogram exactly as the workflow does.
+with cosmo_sbi.histogram exactly as the workflow does. :func:`toy_config` is the CI preset
+``config/tiny.yaml`` with a coarser binning and more simulations (it reads the presets from
+the source tree, where tests and benchmarks run).
 """
 
 from __future__ import annotations
@@ -11,23 +13,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from cosmo_sbi.config import Config, deep_merge
+from cosmo_sbi.config import Config, check_config, deep_merge, load_config, validate_schema
 from cosmo_sbi.design import design_table
 from cosmo_sbi.histogram import histogram_lightcone_file
 from cosmo_sbi.lightcone import lightcone_provenance, write_lightcone
-from tests.conftest import REPO, make_config
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TINY_PRESET = REPOSITORY / "config" / "tiny.yaml"
+TOY_LAYER: dict[str, Any] = {
+    "histogram": {"bins": [8, 8, 8]},
+    "design": {"latin_hypercube": {"n_simulations": 40}, "fiducial": {"n_simulations": 6}},
+}
+"""What the toy config changes in config/tiny.yaml: 8^3 bins (the toy halos are uniform,
+finer bins teach nothing) and 40 + 6 simulations (every split gets several cosmologies)."""
 
 
-def small_config(overlay: dict[str, Any] | None = None) -> Config:
-    """config.yaml + config/laptop.yaml + an 8^3 binning and 40 + 6 simulations + ``overlay``."""
-    with open(REPO / "config" / "laptop.yaml") as stream:
-        laptop = yaml.safe_load(stream)
-    layer = {"histogram": {"bins": [8, 8, 8]},
-             "design": {"latin_hypercube": {"n_simulations": 40},
-                        "fiducial": {"n_simulations": 6}}}
-    return make_config(deep_merge(deep_merge(laptop, layer), overlay or {}))
+def toy_config(overlay: dict[str, Any] | None = None) -> Config:
+    """config.yaml + config/tiny.yaml + TOY_LAYER + ``overlay``, validated and checked."""
+    base = load_config([REPOSITORY / "config.yaml", TINY_PRESET])
+    return check_config(validate_schema(deep_merge(deep_merge(base, TOY_LAYER),
+                                                   overlay or {})))
 
 
 def toy_halos(row: dict[str, Any], config: Config) -> dict[str, np.ndarray]:
@@ -46,7 +52,8 @@ def toy_halos(row: dict[str, Any], config: Config) -> dict[str, np.ndarray]:
 
 
 def write_histograms(config: Config, directory: Path) -> dict[str, list[Path]]:
-    """Histogram files of both design sets under ``directory``/{set}/{id}.h5."""
+    """Toy light cones under ``directory``/lightcones/{set}/{id}.h5 and their histograms
+    under ``directory``/{set}/{id}.h5, for both design sets; returns set -> histogram paths."""
     paths: dict[str, list[Path]] = {}
     for set_name in ("latin_hypercube", "fiducial"):
         table = design_table(config, set_name)
