@@ -35,7 +35,7 @@ from cosmo_sbi.io import atomic_path
 from cosmo_sbi.lightcone import lightcone_provenance, radec_from_cartesian, write_lightcone
 from cosmo_sbi.simulators.pinocchio_io import read_plc
 
-LOGGER = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 RUN_FLAG = "run"
 """RunFlag of every run: outputs are named ``pinocchio.run.*``."""
@@ -210,7 +210,7 @@ def _warn_if_unresolved(config: Config, row: Mapping[str, Any]) -> None:
                      * (section["box_size_mpc_h"] / section["grid_size"]) ** 3)
     smallest = section["min_halo_mass_particles"] * particle_mass
     if smallest > config["histogram"]["min_mass_msun_h"]:
-        LOGGER.warning("PINOCCHIO's smallest halo (%d particles = %.3g Msun/h) is above "
+        log.warning("PINOCCHIO's smallest halo (%d particles = %.3g Msun/h) is above "
                        "histogram.min_mass_msun_h = %.3g: the histogram will miss halos; "
                        "raise simulator.pinocchio.grid_size or lower box_size_mpc_h",
                        section["min_halo_mass_particles"], smallest,
@@ -231,7 +231,7 @@ def setup_run(config: Config, row: Mapping[str, Any], run_dir: str | os.PathLike
         _write_text(run_dir / POWER_TABLE, _power_table_text(row))
     _write_text(run_dir / OUTPUT_LIST, _output_list_text(config))
     _write_text(run_dir / PARAMETER_FILE, text)
-    LOGGER.info("PINOCCHIO run directory %s ready (seed %d)", run_dir, random_seed(row["seed"]))
+    log.info("PINOCCHIO run directory %s ready (seed %d)", run_dir, random_seed(row["seed"]))
 
 
 def build_command(template: str, section: Mapping[str, Any]) -> list[str]:
@@ -294,10 +294,10 @@ def run_pinocchio(config: Config, run_dir: str | os.PathLike[str],
     for stale in run_dir.glob(f"pinocchio.{RUN_FLAG}.plc.out*"):
         stale.unlink()
     environment = {**os.environ, "OMP_NUM_THREADS": str(section["threads"])}
-    LOGGER.info("running %s in %s", shlex.join(argv), run_dir)
-    with open(run_dir / LOG_FILE, "w") as log:
+    log.info("running %s in %s", shlex.join(argv), run_dir)
+    with open(run_dir / LOG_FILE, "w") as log_file:
         try:
-            completed = subprocess.run(argv, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
+            completed = subprocess.run(argv, cwd=run_dir, stdout=log_file, stderr=subprocess.STDOUT,
                                        env=environment, check=False)
         except OSError as error:  # the launcher (mpirun, srun, ...) cannot be started
             raise PinocchioRunError(f"cannot start {argv[0]!r} of the command "
@@ -335,4 +335,4 @@ def convert_run(config: Config, row: Mapping[str, Any], run_dir: str | os.PathLi
     attrs = lightcone_provenance(row, "pinocchio", section)
     attrs["pinocchio_parameter_file"] = written
     write_lightcone(output, halos, attrs)
-    LOGGER.info("wrote %d light-cone halos to %s", len(plc), output)
+    log.info("wrote %d light-cone halos to %s", len(plc), output)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -45,7 +44,7 @@ from cosmo_sbi.simulators.embedded.sample import (
     HaloSampler,
 )
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("sample", "peaks")
 DISPLACEMENT_MARGIN_SIGMAS = 6.0
@@ -285,13 +284,12 @@ def simulate_lightcone(config: Config, row: Mapping[str, Any], output: str | os.
     floor = mass_floor_msun_h(cosmo, settings)
     histogram_cut = float(config["histogram"]["min_mass_msun_h"])
     if histogram_cut < floor:
-        warnings.warn(
-            f"histogram.min_mass_msun_h = {histogram_cut:g} is below the {settings.mode} mode's "
-            f"floor of {floor:.3g} Msun/h at this cosmology: the histograms miss halos",
-            UserWarning, stacklevel=2)
+        log.warning("histogram.min_mass_msun_h = %g is below the %s mode's floor of %.3g "
+                    "Msun/h at this cosmology: the histograms miss halos", histogram_cut,
+                    settings.mode, floor)
     start = time.perf_counter()
     halos = simulate_halos(cosmo, int(row["seed"]), settings, window, threads)
-    logger.info("embedded %s: %d halos in %.1f s", settings.mode, len(halos["mass"]),
+    log.info("embedded %s: %d halos in %.1f s", settings.mode, len(halos["mass"]),
                 time.perf_counter() - start)
     attrs = lightcone_provenance(row, "embedded", asdict(settings))
     attrs.update(window_ra_deg=list(window.ra_deg), window_dec_deg=list(window.dec_deg),
