@@ -1,13 +1,15 @@
-# One network per {model} (cnn | vit) on the dataset; on GPUs when training.gpus > 0 and
-# training.device is not cpu (torchrun, one process per GPU, when gpus > 1).
+# One network per {model} (the registry in cosmo_sbi/models/__init__.py) on the dataset;
+# on GPUs when training.gpus > 0 and training.device is not cpu (torchrun, one process per
+# GPU, when gpus > 1).
 #
 # Resume: train_model restores results/models/{model}/checkpoints/last.pt, written after
 # every epoch. Only the final files are declared outputs. Snakemake deletes the declared
 # outputs of a failed or killed job (and of an incomplete one with --rerun-incomplete)
 # before rerunning it, so declaring the checkpoint folder would throw the progress away;
 # undeclared, it survives and the rerun continues from the last finished epoch. A
-# checkpoint of other settings or data is not reused: train_model compares its
-# fingerprint with the current run and starts afresh when they differ.
+# checkpoint of other data (the dataset's content hash), model or training settings is not
+# reused: train_model compares its fingerprint with the current run and starts afresh when
+# they differ; a damaged one is renamed last.pt.damaged.
 
 
 rule train:
