@@ -275,13 +275,13 @@ def _set_aside(path: Path, rt: Runtime, reason: str) -> None:
 
 
 def restore_checkpoint(path: Path, fingerprint: dict[str, str], run: Optimisation,
-                       rt: Runtime) -> TrainingState:
+                       rt: Runtime, model_name: str) -> TrainingState:
     """The state to continue from: the checkpoint's, loaded into ``run`` with the RNG states,
     when it belongs to this run; a fresh state otherwise. Logs which, and why."""
     try:
         checkpoint = read_torch_file(path)
     except FileNotFoundError:
-        log.info("no checkpoint at %s: training from scratch", path)
+        log.info("no checkpoint at %s: training %s from scratch", path, model_name)
         return TrainingState()
     except ValueError as error:
         _set_aside(path, rt, str(error.__cause__ or error))
@@ -311,8 +311,8 @@ def restore_checkpoint(path: Path, fingerprint: dict[str, str], run: Optimisatio
         _set_aside(path, rt, f"{type(error).__name__}: {error}")
         raise ValueError(f"{path}: damaged checkpoint set aside; rerun to train from "
                          "scratch") from error
-    log.info("resuming from %s after epoch %d (same dataset content, model and training "
-             "config)", path, state.epoch)
+    log.info("resuming %s from %s after epoch %d (same dataset content, model and training "
+             "config)", model_name, path, state.epoch)
     return state
 
 
@@ -468,7 +468,7 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
         run = build_optimisation(config, model_name, grid_shape[0], len(train_loader), rt)
 
         fingerprint = run_fingerprint(config, model_name, read_dataset(dataset_path).content_hash)
-        state = restore_checkpoint(checkpoint_path, fingerprint, run, rt)
+        state = restore_checkpoint(checkpoint_path, fingerprint, run, rt, model_name)
         model = run.model  # what the training steps call: DDP and/or compiled on request
         if rt.world_size > 1:
             model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.cuda

@@ -318,7 +318,8 @@ def test_a_moved_results_folder_resumes(reference_run, workspace, tmp_path, capl
     before = (moved / "model" / CHECKPOINT_FILE).stat().st_mtime_ns
     with caplog.at_level("INFO", logger="cosmo_sbi.train"):
         summary = train_model(workspace["config"], "cnn", moved / "dataset.h5", moved / "model")
-    assert f"resuming from {moved / 'model' / CHECKPOINT_FILE} after epoch {EPOCHS}" in caplog.text
+    assert (f"resuming cnn from {moved / 'model' / CHECKPOINT_FILE} after epoch {EPOCHS}"
+            in caplog.text)
     assert summary["epochs_run"] == EPOCHS
     assert (moved / "model" / CHECKPOINT_FILE).stat().st_mtime_ns == before
 
@@ -341,4 +342,4 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_fresh(
     caplog.clear()
     with caplog.at_level("INFO", logger="cosmo_sbi.train"):  # and a rerun is not blocked
         train_model(config, "cnn", workspace["dataset"], tmp_path / "model")
-    assert "resuming from" in caplog.text
+    assert "resuming cnn from" in caplog.text
