@@ -18,6 +18,7 @@ from cosmo_sbi.dataset import (
     assign_splits,
     build_dataset,
     prior_bounds,
+    read_dataset,
     scale_parameters,
     unscale_parameters,
 )
@@ -257,3 +258,48 @@ def test_bad_histogram_names_file_and_field(histograms, tmp_path: Path, edit, er
         build_dataset(config, files, [], tmp_path / "out.h5")
     assert str(bad) in str(error.value)
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_read_dataset_gives_the_file_typed(dataset_path: Path, histograms) -> None:
+    config, paths = histograms
+    data = read_dataset(dataset_path)
+    raw = _read(dataset_path)
+    np.testing.assert_array_equal(data.theta, raw["theta"])
+    assert list(data.ids) == list(raw["ids"]) and list(data.splits) == list(raw["split"])
+    assert data.input_shape == (1, 8, 8, 8) and data.parameter_names == PARAMETER_NAMES
+    rows = data.rows("fiducial")
+    assert len(rows) == len(paths["fiducial"])
+    np.testing.assert_array_equal(data.read_inputs(rows), raw["inputs"][rows])
+    assert data.attrs["histogram"]["bins"] == [8, 8, 8]
+
+
+def test_content_hash_follows_the_content_not_the_path(dataset_path: Path, histograms,
+                                                       tmp_path: Path) -> None:
+    config, paths = histograms
+    stored = read_dataset(dataset_path).content_hash
+    again = tmp_path / "elsewhere.h5"
+    build_dataset(config, paths["latin_hypercube"], paths["fiducial"], again)
+    assert read_dataset(again).content_hash == stored  # same content, another path
+    with h5py.File(again, "r+") as handle:  # a file written before the attribute existed
+        del handle.attrs["content_sha256"]
+    assert read_dataset(again).content_hash == stored
+    fewer = tmp_path / "fewer.h5"
+    build_dataset(config, paths["latin_hypercube"][:-1], paths["fiducial"], fewer)
+    assert read_dataset(fewer).content_hash != stored
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 4096, b"not an HDF5 file"])
+def test_a_damaged_dataset_file_is_named(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "dataset.h5"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=f"{path}: cannot read"):
+        read_dataset(path)
+
+
+def test_a_dataset_file_missing_fields_is_named(dataset_path: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "dataset.h5"
+    shutil.copy(dataset_path, bad)
+    with h5py.File(bad, "r+") as handle:
+        del handle["theta"]
+    with pytest.raises(DatasetError, match=rf"{bad}: missing fields \['theta'\]"):
+        read_dataset(bad)
