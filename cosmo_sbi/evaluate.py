@@ -32,6 +32,7 @@ from scipy.stats import norm
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import FIDUCIAL_SPLIT, SPLITS, unscale_parameters, unscale_sigma
+from cosmo_sbi.inputs import StoredInputs
 from cosmo_sbi.io import atomic_path, provenance
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def fiducial_metrics(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> d
 # ---------------------------------------------------------------- predictions
 
 @torch.no_grad()
-def predict_scaled(model: torch.nn.Module, inputs: h5py.Dataset | np.ndarray,
+def predict_scaled(model: torch.nn.Module, inputs: StoredInputs | np.ndarray,
                    device: torch.device, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sigma (N, 6) in the unit prior box for ``inputs`` (N, 1, D, D, D), in batches."""
     model.eval()
@@ -283,7 +284,7 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     summary_path = model_dir / TRAINING_SUMMARY_FILE
     training_summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     with h5py.File(dataset_path, "r") as handle:
-        mean_scaled, sigma_scaled = predict_scaled(model, handle["inputs"], device,
+        mean_scaled, sigma_scaled = predict_scaled(model, StoredInputs(handle), device,
                                                    config["training"]["batch_size"])
     table = predictions_table(dataset_path, mean_scaled, sigma_scaled)
     metrics = write_evaluation(config, model_name, table, training_summary, model_dir,

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import torch
 
+from cosmo_sbi.inputs import StoredInputs
 from cosmo_sbi.io import read_attrs
 from cosmo_sbi.plots import plt, save_figure
 
@@ -124,7 +125,7 @@ def _z_profile_figure(similarity: np.ndarray, grid: int, path: Path) -> Path:
 
 
 @torch.no_grad()
-def redshift_profiles(model: torch.nn.Module, inputs: h5py.Dataset, rows: np.ndarray,
+def redshift_profiles(model: torch.nn.Module, inputs: StoredInputs, rows: np.ndarray,
                       device: torch.device, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Attention of the pooled token per redshift slice of patches, averaged over the light
     cones ``rows`` of ``inputs`` and over RA and DEC: last layer (heads, P) and rollout (P,)."""
@@ -176,10 +177,10 @@ def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathL
         test_rows = np.flatnonzero(split == "test")
         index = int(test_rows[0])
         sim_id = handle["ids"].asstr()[index]
-        x = torch.as_tensor(handle["inputs"][index:index + 1], device=device)
+        inputs = StoredInputs(handle)
+        x = torch.as_tensor(inputs[index:index + 1], device=device)
         z_range = tuple(read_attrs(handle)["histogram"]["z_obs"])
-        head_profiles, rollout_profile = redshift_profiles(model, handle["inputs"], test_rows,
-                                                           device)
+        head_profiles, rollout_profile = redshift_profiles(model, inputs, test_rows, device)
     _, _, attentions = model(x, return_attention=True)
     layers = [attention[0].double().cpu().numpy() for attention in attentions]
     pool = model.config.pool
