@@ -10,10 +10,12 @@ validation with early stopping on the validation loss, and writes, on rank 0 onl
 - ``checkpoints/last.pt``: model, optimizer, scheduler, RNG states, early-stopping state,
   history and wall time after the last finished epoch.
 
-The data order of epoch e is a function of (seed, e) (DistributedSampler.set_epoch) and so is
-the augmentation (HistogramDataset.set_epoch); with the torch/numpy/python RNG states in the
-checkpoint, a run killed at any point and resumed reaches, on CPU, weights bit-identical to
-an uninterrupted run. Every file is written through cosmo_sbi.io.atomic_path.
+The batches come from cosmo_sbi.device_data (a DataLoader, or the split held on the device:
+``training.data_on_device``); the data order of epoch e is a function of (seed, e)
+(DistributedSampler.set_epoch) and so is the augmentation (dataset.epoch_symmetries); with
+the torch/numpy/python RNG states in the checkpoint, a run killed at any point and resumed
+reaches, on CPU, weights bit-identical to an uninterrupted run. Every file is written
+through cosmo_sbi.io.atomic_path.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from cosmo_sbi import PARAMETER_NAMES
@@ -61,6 +62,9 @@ HISTORY_FILE = "history.csv"
 SUMMARY_FILE = "training_summary.json"
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "learning_rate", "samples_per_second",
                   "wall_time_s")
+RESULT_NEUTRAL_SETTINGS = ("models", "data_on_device")
+"""training keys left out of a run's fingerprint: the list of models to train, and the data
+path (cosmo_sbi.device_data: both give the same batches)."""
 PROGRESS_EVERY = 10
 """Steps between loss updates of the progress bar (each costs a device synchronisation)."""
 GRAD_CLIP_NORM = 1.0
@@ -196,9 +200,10 @@ def runtime(settings: Config) -> Iterator[Runtime]:
 
 
 def run_fingerprint(config: Config, model_name: str, dataset_path: Path) -> str:
-    """Hash of everything a checkpoint's run depends on (not the list of models to train);
-    a checkpoint of another run is not resumed."""
-    training = {key: value for key, value in config["training"].items() if key != "models"}
+    """Hash of everything a checkpoint's run depends on (not RESULT_NEUTRAL_SETTINGS); a
+    checkpoint of another run is not resumed."""
+    training = {key: value for key, value in config["training"].items()
+                if key not in RESULT_NEUTRAL_SETTINGS}
     return config_hash({"training": training, "model": config["models"][model_name],
                         "name": model_name, "dataset": str(Path(dataset_path).resolve())})
 
@@ -228,7 +233,7 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
                 output_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Train ``model_name`` on ``dataset_path``; write the outputs listed in the module doc to
     ``output_dir`` and return the training summary. Resumes from ``checkpoints/last.pt``."""
-    from cosmo_sbi.dataset import HistogramDataset
+    from cosmo_sbi.device_data import training_batches
 
     settings = config["training"]
     dataset_path, output_dir = Path(dataset_path), Path(output_dir)
@@ -240,24 +245,17 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
 
     with runtime(settings) as rt:
         seed_everything(seed)
-        train_set = HistogramDataset(dataset_path, "train", augment=settings["augment"])
-        val_set = HistogramDataset(dataset_path, "validation", augment=False)
-        grid_shape = tuple(train_set.inputs.shape[2:])
+        cuda = rt.device.type == "cuda"
+        memory_format = torch.channels_last_3d if cuda else torch.contiguous_format
+        data = training_batches(dataset_path, settings, rt.device, rt.rank, rt.world_size,
+                                memory_format)
+        grid_shape = data.grid_shape
         if len(set(grid_shape)) != 1:
             raise ValueError(f"{dataset_path}: the networks need a cubic grid "
                              f"(histogram.bins equal), got inputs of shape {grid_shape}")
 
-        cuda = rt.device.type == "cuda"
-        sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank,
-                                     shuffle=True, seed=seed)
-        loader_options = {"batch_size": settings["batch_size"], "pin_memory": cuda,
-                          "num_workers": 2 if cuda else 0, "persistent_workers": False}
-        train_loader = DataLoader(train_set, sampler=sampler, **loader_options)
-        val_loader = DataLoader(val_set, shuffle=False, **loader_options)
-
         model = build_model(model_name, config["models"][model_name], grid_size=grid_shape[0],
                             n_params=len(PARAMETER_NAMES)).to(rt.device)
-        memory_format = torch.channels_last_3d if cuda else torch.contiguous_format
         model = model.to(memory_format=memory_format)
         decay = [p for p in model.parameters() if p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases, norms
@@ -266,7 +264,7 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
              {"params": no_decay, "weight_decay": 0.0}],
             lr=settings["learning_rate"], fused=cuda,
         )
-        steps_per_epoch = len(train_loader)
+        steps_per_epoch = data.steps_per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
             settings["warmup_epochs"] * steps_per_epoch, settings["epochs"] * steps_per_epoch))
 
@@ -301,26 +299,20 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
         def count(n: int) -> torch.Tensor:
             return torch.tensor(n, dtype=torch.float64, device=rt.device)
 
-        def to_device(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return (x.to(rt.device, memory_format=memory_format, non_blocking=True),
-                    y.to(rt.device, non_blocking=True))
-
         session_start = time.perf_counter()
         wall_time_before = state["wall_time_s"]
         while not state["finished"]:
             epoch = state["epoch"]
-            sampler.set_epoch(epoch)
-            train_set.set_epoch(epoch, seed)
 
             # --- train one epoch
             model.train()
             epoch_start = time.perf_counter()
             loss_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)  # sum, count
-            progress = tqdm(train_loader, desc=f"{model_name} epoch {epoch + 1}/"
-                            f"{settings['epochs']}", file=sys.stderr, leave=False,
-                            disable=not rt.is_main, dynamic_ncols=True)
+            progress = tqdm(data.train_batches(epoch), total=steps_per_epoch,
+                            desc=f"{model_name} epoch {epoch + 1}/{settings['epochs']}",
+                            file=sys.stderr, leave=False, disable=not rt.is_main,
+                            dynamic_ncols=True)
             for step, (x, y) in enumerate(progress):
-                x, y = to_device(x, y)
                 with autocast:
                     mean, log_var = model(x)
                 loss = loss_function(mean, log_var, y)
@@ -345,8 +337,7 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
             raw_model.eval()
             val_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)
             with torch.no_grad(), autocast:
-                for x, y in val_loader:
-                    x, y = to_device(x, y)
+                for x, y in data.validation_batches():
                     mean, log_var = raw_model(x)
                     val_sum += torch.stack([loss_function(mean, log_var, y).double() * len(x),
                                             count(len(x))])
@@ -406,7 +397,8 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
             "wall_time_s": state["wall_time_s"], "samples_per_second": samples_per_second,
             "mfu": model_flops_utilisation(raw_model, samples_per_second, device_name),
             "device": device_name, "world_size": rt.world_size,
-            "train_samples": len(train_set), "validation_samples": len(val_set),
+            "train_samples": data.train_size, "validation_samples": data.validation_size,
+            "data_on_device": data.resident,
         }
         if rt.is_main:
             save_torch(state["best_model"], output_dir / WEIGHTS_FILE)
