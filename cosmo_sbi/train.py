@@ -246,7 +246,8 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
     with runtime(settings) as rt:
         seed_everything(seed)
         cuda = rt.device.type == "cuda"
-        memory_format = torch.channels_last_3d if cuda else torch.contiguous_format
+        memory_format = (torch.channels_last_3d if cuda and settings["channels_last"]
+                         else torch.contiguous_format)
         data = training_batches(dataset_path, settings, rt.device, rt.rank, rt.world_size,
                                 memory_format)
         grid_shape = data.grid_shape
@@ -262,7 +263,7 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": settings["weight_decay"]},
              {"params": no_decay, "weight_decay": 0.0}],
-            lr=settings["learning_rate"], fused=cuda,
+            lr=settings["learning_rate"], fused=cuda and settings["fused_adamw"],
         )
         steps_per_epoch = data.steps_per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
@@ -293,7 +294,7 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
             model = DistributedDataParallel(model, device_ids=[rt.device.index] if cuda else None)
         if settings["compile"]:
             model = torch.compile(model)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and settings["bf16"]
                     else contextlib.nullcontext())
 
         def count(n: int) -> torch.Tensor:
