@@ -159,7 +159,9 @@ def synthetic_config(samples: int, epochs: int, device: str, batch_size: int,
         "models": {"cnn": {"preset": preset}, "vit": {"preset": preset}},
         "training": {"epochs": epochs, "warmup_epochs": 1, "device": device,
                      "batch_size": batch_size, "early_stopping_patience": epochs,
-                     "data_on_device": data_on_device, "compile": variant.compile,
+                     "data_on_device": {"true": True, "false": False}.get(data_on_device,
+                                                                           data_on_device),
+                     "compile": variant.compile,
                      "bf16": variant.bf16, "fused_adamw": variant.fused_adamw,
                      "channels_last": variant.channels_last},
     })
@@ -240,8 +242,8 @@ def main() -> None:
         unknown = set(args.variants.split(",")) - set(VARIANTS)
         if unknown:
             parser.error(f"--variants: unknown {sorted(unknown)}; expected {list(VARIANTS)}")
-        for name in args.models:
-            for key in args.variants.split(","):
+        for key in args.variants.split(","):  # variants outer: a slow compile comes last
+            for name in args.models:
                 if key.startswith("sdpa") and name != "vit":
                     continue
                 try:
