@@ -18,7 +18,7 @@ from cosmo_sbi.device_data import (
     training_batches,
     use_resident,
 )
-from cosmo_sbi.train import train_model
+from cosmo_sbi.train import run_fingerprint, train_model
 from tests.synthetic_histograms import small_config, write_histograms
 
 CPU = torch.device("cpu")
@@ -108,6 +108,11 @@ def test_data_on_device_choice(workspace) -> None:
         (resident.train_size + resident.validation_size) * 8**3)
     settings = {**workspace["config"]["training"], "data_on_device": "false"}
     assert not training_batches(workspace["dataset"], settings, CPU, 0, 1).resident
+    # the data path is not part of the run: a checkpoint of either resumes under the other
+    fingerprints = {run_fingerprint({**workspace["config"], "training": {
+        **workspace["config"]["training"], "data_on_device": choice}}, "cnn",
+        workspace["dataset"]) for choice in ("auto", True, False)}
+    assert len(fingerprints) == 1
 
 
 def _train(workspace: dict, data_on_device: bool, name: str) -> Path:
