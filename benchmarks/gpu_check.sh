@@ -96,6 +96,23 @@ run() {
     return "$status"
 }
 
+# finish: the stage times and, with GPU_CHECK_OUT, the archive; also when cut short
+finish() {
+    echo "== stage times"
+    column -t -s $'\t' "$STAGES" 2>/dev/null || cat "$STAGES"
+    [[ -n "${GPU_CHECK_OUT:-}" ]] || return 0
+    mkdir -p "$GPU_CHECK_OUT"
+    (cd "$WORK" && tar -czf "$GPU_CHECK_OUT/gpu_check.tar.gz" --ignore-failed-read \
+        stages.tsv overlay.yaml logs synthetic/*/history.csv \
+        synthetic/*/training_summary.json pipeline/results/models/*/history.csv \
+        pipeline/results/models/*/training_summary.json \
+        pipeline/results/evaluation/*/metrics.json pipeline/results/report/summary.md \
+        pipeline/results/logs/train pipeline/results/logs/evaluate 2>/dev/null)
+    echo "results in $GPU_CHECK_OUT/gpu_check.tar.gz"
+}
+trap finish EXIT
+trap 'exit 143' TERM INT
+
 echo "== 0. device and versions (work folder $WORK)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
     || echo "no nvidia-smi"
@@ -144,9 +161,15 @@ SNAKEMAKE=("$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" --directory "$WO
 mkdir -p "$WORK/pipeline"
 
 first_half() {
+    # one thread per simulation job, one job per core (no BLAS/FFT oversubscription)
+    export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+    local start=$SECONDS
     run "3a simulate" "$T_SIMULATE" "${SNAKEMAKE[@]}" --cores "$SIM_CORES" \
         --set-threads simulate_embedded=1 --until simulate_embedded
-    echo "light cones made: $(find "$WORK/pipeline/results/sims" -name lightcone.h5 | wc -l)"
+    local made
+    made=$(find "$WORK/pipeline/results/sims" -name lightcone.h5 | wc -l)
+    echo "light cones made: $made ($(awk -v n="$made" -v t=$((SECONDS - start)) \
+        'BEGIN {printf "%.2f", n / (t > 0 ? t : 1)}') per second on $SIM_CORES cores)"
     run "3b histograms" "$T_HISTOGRAM" "${SNAKEMAKE[@]}" --cores "$SIM_CORES" --until histogram
     echo "histograms made: $(find "$WORK/pipeline/results/histograms" -name '*.h5' | wc -l)"
     run "3c dataset" "$T_DATASET" "${SNAKEMAKE[@]}" --cores "$SIM_CORES" \
@@ -173,6 +196,11 @@ wait "$FIRST_HALF"
 cat "$WORK/logs/first_half.log"
 
 echo "== 4. pipeline, second half: training, evaluation, report"
+if [[ ! -f "$WORK/pipeline/results/dataset.h5" ]]; then
+    echo "no dataset: the first half did not finish within its budget (see its stage times);"
+    echo "section 4 is skipped"
+    exit 1
+fi
 run "4a train cnn" "$T_TRAIN" "${SNAKEMAKE[@]}" --cores "$CORES" results/models/cnn/model.pt
 run "4b train vit" "$T_TRAIN" "${SNAKEMAKE[@]}" --cores "$CORES" results/models/vit/model.pt
 run "4c evaluate" "$T_EVALUATE" "${SNAKEMAKE[@]}" --cores "$CORES" \
@@ -209,16 +237,4 @@ for model in ("cnn", "vit"):
             if values.get("slope") is not None))
 EOF
 
-echo "== stage times"
-column -t -s $'\t' "$STAGES" 2>/dev/null || cat "$STAGES"
-if [[ -n "${GPU_CHECK_OUT:-}" ]]; then
-    mkdir -p "$GPU_CHECK_OUT"
-    (cd "$WORK" && tar -czf "$GPU_CHECK_OUT/gpu_check.tar.gz" --ignore-failed-read \
-        stages.tsv overlay.yaml logs synthetic/*/history.csv \
-        synthetic/*/training_summary.json pipeline/results/models/*/history.csv \
-        pipeline/results/models/*/training_summary.json pipeline/results/evaluation/*/metrics.json \
-        pipeline/results/report/summary.md pipeline/results/logs/train \
-        pipeline/results/logs/evaluate pipeline/results/logs/dataset* 2>/dev/null)
-    echo "results in $GPU_CHECK_OUT/gpu_check.tar.gz"
-fi
 awk -F'\t' 'NR > 1 && $3 != "ok" {bad = 1} END {exit bad}' "$STAGES"
