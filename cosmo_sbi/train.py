@@ -17,10 +17,12 @@ paths play no part, so a moved results folder resumes and a rebuilt dataset (new
 new simulations) starts fresh. The log says which. A damaged checkpoint is renamed
 ``last.pt.damaged`` with a warning and training starts fresh.
 
-The data order of epoch e is a function of (seed, e) (DistributedSampler.set_epoch) and so is
-the augmentation (HistogramDataset.set_epoch); with the torch/numpy/python RNG states in the
-checkpoint, a run killed at any point and resumed reaches, on CPU, weights bit-identical to
-an uninterrupted run. Every file is written through cosmo_sbi.io.atomic_path.
+The batches come from cosmo_sbi.device_data (a DataLoader, or the splits held on the device:
+``training.data_on_device``); the data order of epoch e is a function of (seed, e)
+(DistributedSampler.set_epoch) and so is the augmentation (training_set.epoch_symmetries);
+with the torch/numpy/python RNG states in the checkpoint, a run killed at any point and
+resumed reaches, on CPU, weights bit-identical to an uninterrupted run. Every file is
+written through cosmo_sbi.io.atomic_path.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,13 +46,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config, ConfigError, config_hash
 from cosmo_sbi.dataset import read_dataset
 from cosmo_sbi.device import select_device
+from cosmo_sbi.device_data import Batch, Batches, training_batches
 from cosmo_sbi.io import atomic_path
 from cosmo_sbi.models.build import (
     build_model,
@@ -62,7 +64,6 @@ from cosmo_sbi.models.build import (
     training_flops_per_sample,
 )
 from cosmo_sbi.outputs import HISTORY_FILE, TRAINING_SUMMARY_FILE, write_history, write_json
-from cosmo_sbi.training_set import HistogramDataset
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
 DAMAGED_SUFFIX = ".damaged"
 """A checkpoint that cannot be read is renamed to ``last.pt.damaged`` (kept for a look)."""
 CHECKPOINT_KEYS = ("fingerprint", "model", "optimizer", "scheduler", "rng", "state")
+RESULT_NEUTRAL_SETTINGS = ("models", "data_on_device")
+"""training keys left out of a run's fingerprint: the list of models to train, and the data
+path (cosmo_sbi.device_data: both give the same batches)."""
 PROGRESS_EVERY = 10
 """Steps between loss updates of the progress bar (each costs a device synchronisation)."""
 GRAD_CLIP_NORM = 1.0
@@ -158,6 +162,8 @@ class Runtime:
     device: torch.device
     rank: int
     world_size: int
+    bf16: bool = True
+    channels_last: bool = True
 
     @property
     def is_main(self) -> bool:
@@ -169,17 +175,15 @@ class Runtime:
 
     @property
     def memory_format(self) -> torch.memory_format:
-        return torch.channels_last_3d if self.cuda else torch.contiguous_format
+        return (torch.channels_last_3d if self.cuda and self.channels_last
+                else torch.contiguous_format)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on a GPU, nothing on CPU (float32, bit-identical reruns)."""
-        if self.cuda:
+        """bf16 autocast on a GPU (training.bf16), nothing on CPU (float32, bit-identical
+        reruns)."""
+        if self.cuda and self.bf16:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
-
-    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (x.to(self.device, memory_format=self.memory_format, non_blocking=True),
-                y.to(self.device, non_blocking=True))
 
 
 @contextlib.contextmanager
@@ -203,7 +207,8 @@ def runtime(settings: Config) -> Iterator[Runtime]:
     if world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        yield Runtime(device=device, rank=rank, world_size=world_size)
+        yield Runtime(device=device, rank=rank, world_size=world_size,
+                      bf16=settings["bf16"], channels_last=settings["channels_last"])
     finally:
         if world_size > 1:
             dist.destroy_process_group()
@@ -246,10 +251,11 @@ class Optimisation:
 
 def run_fingerprint(config: Config, model_name: str, dataset_hash: str) -> dict[str, str]:
     """Hashes of what a run learns from: the dataset's content (DatasetFile.content_hash),
-    the resolved model config (preset + overrides) and the training config (not the list of
-    models to train). No path enters: a checkpoint follows its results folder."""
+    the resolved model config (preset + overrides) and the training config (not
+    RESULT_NEUTRAL_SETTINGS). No path enters: a checkpoint follows its results folder."""
     model = resolve_config(model_name, config["models"][model_name])
-    training = {key: value for key, value in config["training"].items() if key != "models"}
+    training = {key: value for key, value in config["training"].items()
+                if key not in RESULT_NEUTRAL_SETTINGS}
     return {"dataset content": dataset_hash,
             "model config": config_hash({"name": model_name,
                                          "config": dataclasses.asdict(model)}),
@@ -332,7 +338,7 @@ def build_optimisation(config: Config, model_name: str, grid_size: int, steps_pe
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings["weight_decay"]},
          {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings["learning_rate"], fused=rt.cuda,
+        lr=settings["learning_rate"], fused=rt.cuda and settings["fused_adamw"],
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
         settings["warmup_epochs"] * steps_per_epoch, settings["epochs"] * steps_per_epoch))
@@ -344,18 +350,18 @@ def _sum_and_count(loss: torch.Tensor, n: int, rt: Runtime) -> torch.Tensor:
                         torch.tensor(n, dtype=torch.float64, device=rt.device)])
 
 
-def train_one_epoch(model: nn.Module, run: Optimisation, loader: DataLoader,
-                    loss_function: Callable, rt: Runtime,
-                    description: str) -> tuple[float, int, float]:
-    """One pass over ``loader`` with ``model`` (``run.model`` or its DDP/compiled wrapper):
-    the mean training loss over all ranks, the number of samples and the seconds taken."""
+def train_one_epoch(model: nn.Module, run: Optimisation, batches: Iterable[Batch],
+                    loss_function: Callable, rt: Runtime, description: str,
+                    steps: int) -> tuple[float, int, float]:
+    """One pass over the ``steps`` device ``batches`` with ``model`` (``run.model`` or its
+    DDP/compiled wrapper): the mean training loss over all ranks, the number of samples and
+    the seconds taken."""
     model.train()
     start = time.perf_counter()
     loss_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)  # sum, count
-    progress = tqdm(loader, desc=description, file=sys.stderr, leave=False,
+    progress = tqdm(batches, total=steps, desc=description, file=sys.stderr, leave=False,
                     disable=not rt.is_main, dynamic_ncols=True)
     for step, (x, y) in enumerate(progress):
-        x, y = rt.to_device(x, y)
         with rt.autocast():
             mean, log_var = model(x)
         loss = loss_function(mean, log_var, y)
@@ -376,14 +382,13 @@ def train_one_epoch(model: nn.Module, run: Optimisation, loader: DataLoader,
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, loss_function: Callable,
+def validate(model: nn.Module, batches: Iterable[Batch], loss_function: Callable,
              rt: Runtime) -> float:
     """Mean validation loss; every rank sees the whole validation set, rank 0's value rules."""
     model.eval()
     val_sum = torch.zeros(2, dtype=torch.float64, device=rt.device)
     with rt.autocast():
-        for x, y in loader:
-            x, y = rt.to_device(x, y)
+        for x, y in batches:
             mean, log_var = model(x)
             val_sum += _sum_and_count(loss_function(mean, log_var, y), len(x), rt)
     val_loss = val_sum[0:1] / val_sum[1]
@@ -418,8 +423,7 @@ def record_epoch(state: TrainingState, run: Optimisation, settings: Config, trai
 
 
 def training_summary(model_name: str, run: Optimisation, state: TrainingState,
-                     settings: Config, rt: Runtime, train_samples: int,
-                     validation_samples: int) -> dict[str, Any]:
+                     settings: Config, rt: Runtime, data: Batches) -> dict[str, Any]:
     """The content of training_summary.json."""
     samples_per_second = state.train_samples / max(state.train_time_s, 1e-12)
     device_name = torch.cuda.get_device_name(rt.device) if rt.cuda else "cpu"
@@ -433,7 +437,8 @@ def training_summary(model_name: str, run: Optimisation, state: TrainingState,
         "wall_time_s": state.wall_time_s, "samples_per_second": samples_per_second,
         "mfu": model_flops_utilisation(run.model, samples_per_second, device_name),
         "device": device_name, "world_size": rt.world_size,
-        "train_samples": train_samples, "validation_samples": validation_samples,
+        "train_samples": data.train_size, "validation_samples": data.validation_size,
+        "data_on_device": data.resident,
     }
 
 
@@ -453,19 +458,13 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
 
     with runtime(settings) as rt:
         seed_everything(seed)
-        train_set = HistogramDataset(dataset_path, "train", augment=settings["augment"])
-        val_set = HistogramDataset(dataset_path, "validation", augment=False)
-        grid_shape = tuple(train_set.inputs.shape[2:])
+        data = training_batches(dataset_path, settings, rt.device, rt.rank, rt.world_size,
+                                rt.memory_format)
+        grid_shape = data.grid_shape
         if len(set(grid_shape)) != 1:
             raise ValueError(f"{dataset_path}: the networks need a cubic grid "
                              f"(histogram.bins equal), got inputs of shape {grid_shape}")
-        sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank,
-                                     shuffle=True, seed=seed)
-        loader_options = {"batch_size": settings["batch_size"], "pin_memory": rt.cuda,
-                          "num_workers": 2 if rt.cuda else 0, "persistent_workers": False}
-        train_loader = DataLoader(train_set, sampler=sampler, **loader_options)
-        val_loader = DataLoader(val_set, shuffle=False, **loader_options)
-        run = build_optimisation(config, model_name, grid_shape[0], len(train_loader), rt)
+        run = build_optimisation(config, model_name, grid_shape[0], data.steps_per_epoch, rt)
 
         fingerprint = run_fingerprint(config, model_name, read_dataset(dataset_path).content_hash)
         state = restore_checkpoint(checkpoint_path, fingerprint, run, rt, model_name)
@@ -478,12 +477,11 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
 
         session_start, wall_time_before = time.perf_counter(), state.wall_time_s
         while not state.finished:
-            sampler.set_epoch(state.epoch)
-            train_set.set_epoch(state.epoch, seed)
             train_loss, samples, seconds = train_one_epoch(
-                model, run, train_loader, loss_function, rt,
-                f"{model_name} epoch {state.epoch + 1}/{settings['epochs']}")
-            val_loss = validate(run.model, val_loader, loss_function, rt)
+                model, run, data.train_batches(state.epoch), loss_function, rt,
+                f"{model_name} epoch {state.epoch + 1}/{settings['epochs']}",
+                data.steps_per_epoch)
+            val_loss = validate(run.model, data.validation_batches(), loss_function, rt)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 raise ValueError(
                     f"training.learning_rate: {model_name} diverged in epoch {state.epoch + 1} "
@@ -498,8 +496,7 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
                 save_checkpoint(checkpoint_path, fingerprint, run, state)
                 write_history(state.history, output_dir / HISTORY_FILE)
 
-        summary = training_summary(model_name, run, state, settings, rt, len(train_set),
-                                   len(val_set))
+        summary = training_summary(model_name, run, state, settings, rt, data)
         if rt.is_main:
             save_trained(output_dir, model_name, run.model, state.best_model)
             write_history(state.history, output_dir / HISTORY_FILE)

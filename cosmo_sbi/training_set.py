@@ -34,12 +34,21 @@ def transverse_symmetry(x: np.ndarray, index: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def epoch_symmetries(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Symmetry index (n,) int64 in [0, 8) of each item of a split in ``epoch``: drawn from a
+    torch.Generator seeded by np.random.SeedSequence([seed, epoch]), so a function of
+    (seed, epoch, item) alone (the DataLoader and the device-resident path share it)."""
+    entropy = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)
+    generator = torch.Generator().manual_seed(int(entropy[0]))
+    return torch.randint(N_SYMMETRIES, (n,), generator=generator)
+
+
 class HistogramDataset(Dataset):
     """One split of the dataset file held in memory; items ``(x, y)``.
 
     ``x`` (1, D_ra, D_dec, D_z) float32 standardised input; ``y`` (6,) float32 parameters
     scaled to the unit prior box. With ``augment`` each item gets one of the 8 transverse
-    symmetries, drawn per epoch from a torch.Generator seeded by :meth:`set_epoch`, so the
+    symmetries, drawn per epoch by :func:`epoch_symmetries` in :meth:`set_epoch`, so the
     augmentation of item i depends only on (seed, epoch, i): training is deterministic and
     resumable whatever the DataLoader workers or batch order (workers must be re-created
     each epoch, i.e. ``persistent_workers=False``, to see the new draw).
@@ -69,15 +78,11 @@ class HistogramDataset(Dataset):
         self.inputs = inputs  # (N, 1, D_ra, D_dec, D_z) float32
         scaled = scale_parameters(self.theta, self.prior_lower, self.prior_upper)
         self.targets = torch.from_numpy(scaled.astype(np.float32))
-        self._generator = torch.Generator()
-        self._symmetries = torch.zeros(len(rows), dtype=torch.int64)
-        self.set_epoch(0, 0)
+        self._symmetries = epoch_symmetries(len(rows), 0, 0)
 
     def set_epoch(self, epoch: int, seed: int) -> None:
-        """Draw this epoch's symmetry per item from a generator seeded by (seed, epoch)."""
-        entropy = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)
-        self._generator.manual_seed(int(entropy[0]))
-        self._symmetries = torch.randint(N_SYMMETRIES, (len(self),), generator=self._generator)
+        """Draw this epoch's symmetry per item (:func:`epoch_symmetries`)."""
+        self._symmetries = epoch_symmetries(len(self), seed, epoch)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

@@ -23,6 +23,7 @@ from cosmo_sbi.dataset import (
     unscale_parameters,
 )
 from cosmo_sbi.histogram import HistogramFormatError
+from cosmo_sbi.inputs import STORAGE, InputTransform, counts_dtype
 from cosmo_sbi.toy import toy_config, write_histograms
 from cosmo_sbi.training_set import HistogramDataset, transverse_symmetry
 
@@ -44,9 +45,10 @@ def dataset_path(histograms, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _read(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as handle:
-        data = {name: handle[name][...] for name in ("inputs", "theta")}
+        data = {name: handle[name][...] for name in ("counts", "theta")}
         data.update({name: handle[name].asstr()[...] for name in ("ids", "set", "split")})
         data.update(dict(handle.attrs))
+    data["inputs"] = read_dataset(path).read_inputs(np.arange(len(data["counts"])))
     return data
 
 
@@ -56,12 +58,14 @@ def test_build_contents_match_histogram_files(histograms, dataset_path: Path) ->
     files = paths["latin_hypercube"] + paths["fiducial"]
     assert data["inputs"].shape == (len(files), 1, 8, 8, 8)
     assert data["inputs"].dtype == np.float32
+    assert data["counts"].dtype == np.uint8  # toy counts are small
     for row, path in enumerate(files):
         with h5py.File(path, "r") as handle:
             counts = handle["counts"][...]
             theta = [handle.attrs[name] for name in PARAMETER_NAMES]
             assert data["ids"][row] == handle.attrs["sim_id"]
         np.testing.assert_array_equal(data["theta"][row], theta)
+        np.testing.assert_array_equal(data["counts"][row, 0], counts)
         expected = (np.log1p(counts.astype(np.float64)) - data["input_mean"]) / data["input_std"]
         # float32 storage: relative precision 6e-8 of values of order a few
         np.testing.assert_allclose(data["inputs"][row, 0], expected, rtol=0, atol=1e-5)
@@ -71,6 +75,60 @@ def test_build_contents_match_histogram_files(histograms, dataset_path: Path) ->
     # training inputs are standardised exactly: mean 0, std 1 (float32 round-off only)
     train = data["inputs"][data["split"] == "train"].astype(np.float64)
     assert abs(train.mean()) < 1e-5 and abs(train.std() - 1.0) < 1e-5
+
+
+def _legacy_inputs(counts: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The float32 inputs build_dataset stored before the file held counts: log1p in float32,
+    standardised in place with the float64 mean/std of the training rows."""
+    inputs = np.log1p(counts.astype(np.uint32), dtype=np.float32)
+    mean = np.mean(inputs[train], dtype=np.float64)
+    std = np.std(inputs[train], dtype=np.float64)
+    inputs -= np.float32(mean)
+    inputs /= np.float32(std)
+    return inputs
+
+
+def test_inputs_read_from_counts_equal_the_former_float32_inputs(dataset_path: Path) -> None:
+    data = _read(dataset_path)
+    legacy = _legacy_inputs(data["counts"], data["split"] == "train")
+    assert data["inputs"].tobytes() == legacy.tobytes()
+    dataset = read_dataset(dataset_path)
+    assert dataset.read_inputs(np.array([1, 5, 9])).tobytes() == legacy[[1, 5, 9]].tobytes()
+    with h5py.File(dataset_path, "r") as handle:
+        counts = handle["counts"]
+        assert counts.chunks == (1, 1, 8, 8, 8)
+        assert (counts.compression, counts.shuffle, counts.fletcher32) == (
+            STORAGE["compression"], True, True)
+    # wide counts (uint16 / uint32 storage) and the untransformed input: the same equality
+    rng = np.random.default_rng(1)
+    wide = rng.integers(0, 70_000, size=(6, 1, 4, 4, 4)).astype(np.uint32)
+    train = np.array([True, True, True, True, False, False])
+    transform = InputTransform.fit(wide[train], "log1p")
+    assert transform(wide).tobytes() == _legacy_inputs(wide, train).tobytes()
+    plain = InputTransform.fit(wide[train], "none")
+    expected = (wide.astype(np.float32) - np.float32(plain.mean)) / np.float32(plain.std)
+    assert plain(wide).tobytes() == expected.tobytes()
+
+
+def test_counts_take_the_smallest_unsigned_type() -> None:
+    assert [counts_dtype(n) for n in (0, 255, 256, 65535, 65536, 2**32 - 1)] == [
+        np.uint8, np.uint8, np.uint16, np.uint16, np.uint32, np.uint32]
+    with pytest.raises(ValueError, match="exceeds uint32"):
+        counts_dtype(2**32)
+    with pytest.raises(ValueError, match="dataset.input_transform"):
+        InputTransform("sqrt", 0.0, 1.0)(np.zeros(3, dtype=np.uint8))
+    with pytest.raises(ValueError, match="constant"):
+        InputTransform.fit(np.full((2, 3), 4, dtype=np.uint8), "log1p")
+
+
+def test_a_float32_dataset_file_asks_for_a_rebuild(dataset_path: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old.h5"
+    shutil.copy(dataset_path, old)
+    with h5py.File(old, "r+") as handle:
+        handle["inputs"] = read_dataset(dataset_path).read_inputs(np.arange(3))
+        del handle["counts"]
+    with pytest.raises(DatasetError, match=rf"{old}: a dataset file of float32 inputs"):
+        read_dataset(old)
 
 
 def test_build_is_bit_identical(histograms, dataset_path: Path, tmp_path: Path) -> None:
