@@ -319,9 +319,12 @@ def check_command_template(template: str, field: str = "simulator.pinocchio.comm
         for _, name, spec, conversion in parsed:
             if name is None:
                 continue
-            if name not in COMMAND_PLACEHOLDERS or spec or conversion:
+            if name not in COMMAND_PLACEHOLDERS:
                 raise ConfigError(f"{field}: unknown placeholder {{{name}}} in {template!r}; "
                                   f"expected only {expected}")
+            if spec or conversion:
+                raise ConfigError(f"{field}: placeholder {{{name}}} in {template!r} has a "
+                                  "conversion or format spec; expected a plain {name}")
             used.add(name)
     missing = [name for name in ("executable", "parameter_file") if name not in used]
     if missing:
