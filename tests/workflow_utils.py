@@ -12,11 +12,13 @@ import yaml
 from tests.conftest import REPO
 
 # A tiny embedded-simulator configuration: a handful of light cones on a 32^3 grid
-# (L = 1500 Mpc/h, so the default cone still fits) and an 8^3 histogram.
+# (L = 1500 Mpc/h, so the default cone still fits), an 8^3 histogram and the small
+# networks (the paper CNN needs a grid of at least 32, checked at DAG start).
 TINY_OVERLAY: dict = {
     "design": {"latin_hypercube": {"n_simulations": 4}, "fiducial": {"n_simulations": 2}},
     "simulator": {"embedded": {"grid_size": 32}},
     "histogram": {"bins": [8, 8, 8]},
+    "models": {"cnn": {"preset": "small"}, "vit": {"preset": "small"}},
 }
 
 
