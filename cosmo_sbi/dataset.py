@@ -34,7 +34,16 @@ from torch.utils.data import Dataset
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config, config_hash
-from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
+from cosmo_sbi.histogram import check_counts
+from cosmo_sbi.io import (
+    CHECKSUM,
+    DamagedFileError,
+    atomic_path,
+    open_hdf5,
+    provenance,
+    read_attrs,
+    write_attrs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +54,7 @@ N_SYMMETRIES = 8
 """Transverse symmetries of a light cone: RA flip x DEC flip x RA<->DEC swap."""
 
 
-class DatasetError(ValueError):
+class DatasetError(DamagedFileError):
     """A histogram or dataset file is unusable; the message names the file and field."""
 
 
@@ -163,6 +172,7 @@ def read_histogram(path: str | os.PathLike[str], config: Config,
     _require_finite(counts, path, "counts")
     if np.any(counts < 0):
         raise DatasetError(f"{path}: field 'counts' has negative values; expected counts >= 0")
+    check_counts(counts, attrs, path)
     missing = [name for name in (*PARAMETER_NAMES, "sim_id", "set") if name not in attrs]
     if missing:
         raise DatasetError(f"{path}: missing attributes {missing}")
@@ -233,10 +243,10 @@ def build_dataset(config: Config, latin_hypercube_paths: Sequence[str | os.PathL
 
     strings = h5py.string_dtype()
     with atomic_path(output) as temporary, h5py.File(temporary, "w") as handle:
-        handle.create_dataset("inputs", data=inputs, chunks=(1, *inputs.shape[1:]))
-        handle.create_dataset("theta", data=theta)
-        handle.create_dataset("prior_lower", data=lower)
-        handle.create_dataset("prior_upper", data=upper)
+        handle.create_dataset("inputs", data=inputs, chunks=(1, *inputs.shape[1:]), **CHECKSUM)
+        handle.create_dataset("theta", data=theta, **CHECKSUM)
+        handle.create_dataset("prior_lower", data=lower, **CHECKSUM)
+        handle.create_dataset("prior_upper", data=upper, **CHECKSUM)
         handle.create_dataset("ids", data=np.array(ids, dtype=object), dtype=strings)
         handle.create_dataset("set", data=sets.astype(object), dtype=strings)
         handle.create_dataset("split", data=split, dtype=strings)
@@ -287,7 +297,7 @@ class HistogramDataset(Dataset):
     def __init__(self, path: str | os.PathLike[str], split: str, augment: bool) -> None:
         if split not in (*SPLITS, FIDUCIAL_SPLIT):
             raise ValueError(f"split {split!r}: expected one of {(*SPLITS, FIDUCIAL_SPLIT)}")
-        with h5py.File(path, "r") as handle:
+        with open_hdf5(path, "dataset") as handle:
             splits = handle["split"].asstr()[...]
             rows = np.flatnonzero(splits == split)
             self.ids: list[str] = list(handle["ids"].asstr()[rows])

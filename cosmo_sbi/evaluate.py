@@ -32,7 +32,7 @@ from scipy.stats import norm
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import FIDUCIAL_SPLIT, SPLITS, unscale_parameters, unscale_sigma
-from cosmo_sbi.io import atomic_path, provenance
+from cosmo_sbi.io import DamagedFileError, atomic_path, open_hdf5, provenance, read_ecsv
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def predict_scaled(model: torch.nn.Module, inputs: h5py.Dataset | np.ndarray,
 def predictions_table(dataset_path: str | os.PathLike[str], mean_scaled: np.ndarray,
                       sigma_scaled: np.ndarray) -> Table:
     """Predictions in physical units, one row per simulation of the dataset file."""
-    with h5py.File(dataset_path, "r") as handle:
+    with open_hdf5(dataset_path, "dataset") as handle:
         lower, upper = handle["prior_lower"][...], handle["prior_upper"][...]
         table = Table({"id": handle["ids"].asstr()[...], "set": handle["set"].asstr()[...],
                        "split": handle["split"].asstr()[...]})
@@ -189,13 +189,16 @@ def parameter_arrays(table: Table, split: str) -> tuple[np.ndarray, np.ndarray, 
 
 def read_predictions(path: str | os.PathLike[str]) -> Table:
     """A predictions table written by :func:`evaluate_model`."""
-    return Table.read(path, format="ascii.ecsv")
+    return read_ecsv(path, "predictions table", ("id", "set", "split"))
 
 
 def read_history(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The training history CSV as numeric columns (name -> (epochs,))."""
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
+    try:
+        with open(path, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DamagedFileError(f"{path}: not a readable training history CSV ({error})") from error
     if not rows:
         raise ValueError(f"{path}: empty training history")
     columns: dict[str, np.ndarray] = {}
@@ -282,7 +285,7 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     model = load_trained(model_dir, map_location=device)
     summary_path = model_dir / TRAINING_SUMMARY_FILE
     training_summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    with h5py.File(dataset_path, "r") as handle:
+    with open_hdf5(dataset_path, "dataset") as handle:
         mean_scaled, sigma_scaled = predict_scaled(model, handle["inputs"], device,
                                                    config["training"]["batch_size"])
     table = predictions_table(dataset_path, mean_scaled, sigma_scaled)

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from cosmo_sbi.config import Config
-from cosmo_sbi.io import atomic_path, provenance, write_attrs
+from cosmo_sbi.io import CHECKSUM, DamagedFileError, atomic_path, provenance, write_attrs
 from cosmo_sbi.lightcone import read_lightcone
 
 
@@ -94,6 +94,27 @@ def histogram_counts(
     return counts[1:-1, 1:-1, 1:-1].astype(np.uint32)
 
 
+def check_counts(counts: np.ndarray, attrs: Mapping[str, Any],
+                 path: str | os.PathLike[str]) -> None:
+    """Refuse histogram counts that :func:`histogram_lightcone_file` cannot have written:
+    not integers, negative, or not summing to the ``n_halos`` attribute written with them
+    (one damaged count, e.g. 2,130,706,433 in a bin, breaks the sum)."""
+    if not np.issubdtype(counts.dtype, np.integer):
+        raise DamagedFileError(f"{path}: field 'counts' has dtype {counts.dtype}; expected "
+                               "integer halo counts")
+    if counts.size and counts.min() < 0:
+        raise DamagedFileError(f"{path}: field 'counts' has {int(np.sum(counts < 0))} negative "
+                               "values; expected counts >= 0")
+    if "n_halos" not in attrs:
+        raise DamagedFileError(f"{path}: missing attribute 'n_halos' (the number of halos "
+                               "counted); expected a histogram written by cosmo_sbi")
+    total = int(counts.sum(dtype=np.int64))
+    if total != int(attrs["n_halos"]):
+        raise DamagedFileError(f"{path}: field 'counts' sums to {total}, but attribute "
+                               f"'n_halos' = {attrs['n_halos']}: the file is damaged; delete "
+                               "it and rerun its histogram job")
+
+
 def histogram_lightcone_file(
     config: Config, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]
 ) -> np.ndarray:
@@ -111,9 +132,9 @@ def histogram_lightcone_file(
                      lightcone_file=os.fspath(input_path)),
     }
     with atomic_path(output_path) as temporary, h5py.File(temporary, "w") as out:
-        out.create_dataset("counts", data=counts)
+        out.create_dataset("counts", data=counts, **CHECKSUM)
         for name, edges in zip(("ra_edges", "dec_edges", "z_obs_edges"), binning.edges(),
                                strict=True):
-            out.create_dataset(name, data=edges)
+            out.create_dataset(name, data=edges, **CHECKSUM)
         write_attrs(out, attrs)
     return counts

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import torch
 
-from cosmo_sbi.io import read_attrs
+from cosmo_sbi.io import open_hdf5, read_attrs
 from cosmo_sbi.plots import plt, save_figure
 
 SLICES = 4
@@ -171,7 +171,7 @@ def write_attention_figures(model: torch.nn.Module, dataset_path: str | os.PathL
     split, their redshift profiles over the whole test split, and the position-embedding
     figures of the ViT, in ``folder``; returns name -> PNG path."""
     model.eval()
-    with h5py.File(dataset_path, "r") as handle:
+    with open_hdf5(dataset_path, "dataset") as handle:
         split = handle["split"].asstr()[...]
         test_rows = np.flatnonzero(split == "test")
         index = int(test_rows[0])

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from cosmo_sbi import PARAMETER_NAMES
-from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
+from cosmo_sbi.io import CHECKSUM, atomic_path, provenance, read_attrs, write_attrs
 
 REQUIRED_FIELDS: tuple[str, ...] = ("ra", "dec", "z_cos", "z_obs", "mass")
 OPTIONAL_FIELDS: tuple[str, ...] = ("pos", "vel")
@@ -80,6 +80,27 @@ def validate_arrays(halos: Mapping[str, np.ndarray], source: str = "light cone")
     return count
 
 
+def check_values(halos: Mapping[str, np.ndarray], source: str) -> None:
+    """Refuse values no simulator can produce (a damaged file): NaN or infinity, |RA| > 180,
+    |DEC| > 90 deg, a redshift <= -1, z_cos < 0 or a mass <= 0."""
+    limits = {"ra": (-180.0, 180.0), "dec": (-90.0, 90.0), "z_cos": (0.0, np.inf),
+              "z_obs": (-1.0, np.inf), "mass": (0.0, np.inf)}
+    for name, (low, high) in limits.items():
+        if name not in halos:
+            continue
+        values = np.asarray(halos[name])
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+        if name in ("z_obs", "mass"):
+            bad |= values == low
+        if np.any(bad):
+            first = int(np.flatnonzero(bad)[0])
+            raise LightconeFormatError(
+                f"{source}: field {name!r} has {int(bad.sum())} impossible values (first: "
+                f"{values[first]} at halo {first}); expected finite values in [{low}, {high}]: "
+                "the file is damaged, delete it and rerun its simulation")
+
+
 def write_lightcone(
     path: str | os.PathLike[str], halos: Mapping[str, np.ndarray], attrs: Mapping[str, Any]
 ) -> None:
@@ -88,7 +109,8 @@ def write_lightcone(
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
         for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
             if name in halos:
-                out.create_dataset(name, data=np.asarray(halos[name], dtype=np.float32))
+                out.create_dataset(name, data=np.asarray(halos[name], dtype=np.float32),
+                                   **CHECKSUM)
         write_attrs(out, attrs)
 
 
@@ -110,4 +132,5 @@ def read_lightcone(
         raise LightconeFormatError(f"{path}: not a readable HDF5 light cone ({error})") from error
     if set(REQUIRED_FIELDS) <= set(fields):
         validate_arrays(halos, source=str(path))
+    check_values(halos, source=str(path))
     return halos, attrs

@@ -53,7 +53,10 @@ def load_evaluation(directory: str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{path}: missing; expected an evaluation folder written by "
                                 "`cosmo-sbi evaluate`") from error
-    if "model" not in metrics or "test" not in metrics:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not readable JSON ({error}); rerun `cosmo-sbi evaluate`"
+                         ) from error
+    if not isinstance(metrics, dict) or "model" not in metrics or "test" not in metrics:
         raise ValueError(f"{path}: expected the keys 'model' and 'test' of cosmo_sbi metrics")
     metrics["directory"] = directory
     return metrics

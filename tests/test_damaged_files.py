@@ -1,0 +1,199 @@
+"""Damaged files are detected and named, never trusted: every reader of a stage's inputs
+(design table, light cone, histogram, dataset.h5, the evaluation outputs the report reads)
+refuses a truncated, zeroed, garbage or bit-flipped file with an error naming it.
+
+DAMAGES lists the kinds tried per file for docs/reliability.md."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from cosmo_sbi.dataset import HistogramDataset, build_dataset, read_histogram
+from cosmo_sbi.design import read_design_row, write_design
+from cosmo_sbi.evaluate import predictions_table, read_history, read_predictions
+from cosmo_sbi.histogram import histogram_lightcone_file
+from cosmo_sbi.lightcone import read_lightcone, write_lightcone
+from cosmo_sbi.report import load_evaluation
+from tests.synthetic_histograms import small_config, write_histograms
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One intact file of each kind (a small synthetic run) and its config."""
+    folder = tmp_path_factory.mktemp("intact")
+    config = small_config({"design": {"latin_hypercube": {"n_simulations": 5},
+                                      "fiducial": {"n_simulations": 1}}})
+    paths = write_histograms(config, folder)
+    write_design(config, "latin_hypercube", folder / "design.ecsv")
+    dataset = folder / "dataset.h5"
+    build_dataset(config, paths["latin_hypercube"], paths["fiducial"], dataset)
+    predictions = folder / "predictions.ecsv"
+    rows = len(h5py.File(dataset, "r")["theta"])
+    predictions_table(dataset, np.full((rows, 6), 0.5), np.full((rows, 6), 0.1)).write(
+        predictions, format="ascii.ecsv")
+    (folder / "metrics.json").write_text(json.dumps({"model": "cnn", "test": {}}))
+    (folder / "history.csv").write_text("epoch,train_loss\n1,0.5\n2,0.4\n")
+    return {"config": config, "lightcone": folder / "lightcones/latin_hypercube/0000.h5",
+            "histogram": paths["latin_hypercube"][0], "dataset": dataset,
+            "design": folder / "design.ecsv", "predictions": predictions,
+            "metrics": folder / "metrics.json", "history": folder / "history.csv"}
+
+
+READERS: dict[str, Callable] = {
+    "lightcone": lambda path, config: read_lightcone(path),
+    "histogram": lambda path, config: read_histogram(path, config, "latin_hypercube"),
+    "dataset": lambda path, config: HistogramDataset(path, "train", augment=False),
+    "design": lambda path, config: read_design_row(path, "0000"),
+    "predictions": lambda path, config: read_predictions(path),
+    "metrics": lambda path, config: load_evaluation(path.parent),
+    "history": lambda path, config: read_history(path),
+}
+HDF5 = ("lightcone", "histogram", "dataset")
+
+
+def _data_offset(path: Path) -> int:
+    """Byte offset a few bytes into the data of a dataset its reader reads whole (dataset:
+    theta, histogram: counts, light cone: ra)."""
+    with h5py.File(path, "r") as handle:
+        name = next(name for name in ("theta", "counts", "ra") if name in handle)
+        return handle[name].id.get_chunk_info(0).byte_offset + 16
+
+
+def truncate(data: bytes, path: Path) -> bytes:
+    return data[: len(data) // 2]
+
+
+def truncate_tail(data: bytes, path: Path) -> bytes:
+    return data[:-100]
+
+
+def zero(data: bytes, path: Path) -> bytes:
+    return bytes(len(data))
+
+
+def garbage(data: bytes, path: Path) -> bytes:
+    return np.random.default_rng(1).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+
+
+def empty(data: bytes, path: Path) -> bytes:
+    return b""
+
+
+def flip_data_byte(data: bytes, path: Path) -> bytes:
+    offset = _data_offset(path)
+    return data[:offset] + bytes([data[offset] ^ 0x5A]) + data[offset + 1:]
+
+
+def latin1(data: bytes, path: Path) -> bytes:
+    return data[:40] + b"\xff\xfe\xfd" + data[43:]
+
+
+BYTE_DAMAGES = {"truncated": truncate, "tail cut": truncate_tail, "zeroed": zero,
+                "garbage": garbage, "empty": empty}
+DAMAGES = ([(kind, name, damage) for kind in READERS for name, damage in BYTE_DAMAGES.items()]
+           + [(kind, "bit flip in data", flip_data_byte) for kind in HDF5]
+           + [(kind, "non-UTF-8 bytes", latin1)
+              for kind in ("design", "predictions", "metrics", "history")])
+
+
+@pytest.mark.parametrize(("kind", "damage"), [pytest.param(k, d, id=f"{k}-{n}")
+                                              for k, n, d in DAMAGES])
+def test_damaged_file_is_refused_naming_it(files: dict, tmp_path: Path, kind: str,
+                                           damage: Callable[[bytes, Path], bytes]) -> None:
+    intact = files[kind]
+    READERS[kind](intact, files["config"])  # the intact file reads
+    damaged = tmp_path / intact.name
+    damaged.write_bytes(damage(intact.read_bytes(), intact))
+    with pytest.raises(ValueError) as caught:
+        READERS[kind](damaged, files["config"])
+    assert str(damaged) in str(caught.value)
+
+
+def _edit(source: Path, tmp_path: Path, edit: Callable[[h5py.File], None]) -> Path:
+    target = tmp_path / source.name
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as handle:
+        edit(handle)
+    return target
+
+
+def _set_count(handle: h5py.File, value: int) -> None:
+    counts = handle["counts"][...]
+    counts[3, 4, 5] = value
+    handle["counts"][...] = counts
+
+
+def _signed_counts(handle: h5py.File) -> None:
+    counts = handle["counts"][...].astype(np.int64)
+    counts[0, 0, 0] = -1
+    del handle["counts"]
+    handle.create_dataset("counts", data=counts)
+
+
+def _set_field(name: str, index: int, value: float) -> Callable[[h5py.File], None]:
+    def edit(handle: h5py.File) -> None:
+        values = handle[name][...]
+        values[index] = value
+        handle[name][...] = values
+    return edit
+
+
+# damage written through h5py: the checksums are recomputed, the values are impossible
+VALUE_DAMAGES = [
+    ("histogram", lambda h: _set_count(h, 2_130_706_433), "sums to"),
+    ("histogram", lambda h: _set_count(h, 0) if h["counts"][3, 4, 5] else _set_count(h, 1),
+     "'n_halos'"),
+    ("histogram", _signed_counts, "negative"),
+    ("histogram", lambda h: h.attrs.__delitem__("n_halos"), "missing attribute 'n_halos'"),
+    ("lightcone", _set_field("ra", 7, np.nan), "'ra'"),
+    ("lightcone", _set_field("ra", 7, 200.0), "'ra'"),
+    ("lightcone", _set_field("dec", 3, -95.0), "'dec'"),
+    ("lightcone", _set_field("mass", 0, -1.0e13), "'mass'"),
+    ("lightcone", _set_field("z_cos", 0, np.inf), "'z_cos'"),
+    ("lightcone", _set_field("z_obs", 2, np.nan), "'z_obs'"),
+    ("dataset", lambda h: h.__delitem__("theta"), "lacks"),
+]
+
+
+@pytest.mark.parametrize(("kind", "edit", "message"), VALUE_DAMAGES)
+def test_impossible_values_are_refused(files: dict, tmp_path: Path, kind: str,
+                                       edit: Callable[[h5py.File], None], message: str) -> None:
+    damaged = _edit(files[kind], tmp_path, edit)
+    with pytest.raises(ValueError, match=message) as caught:
+        READERS[kind](damaged, files["config"])
+    assert str(damaged) in str(caught.value)
+
+
+def test_histogramming_refuses_a_damaged_light_cone(files: dict, tmp_path: Path) -> None:
+    damaged = _edit(files["lightcone"], tmp_path, _set_field("dec", 0, 91.0))
+    with pytest.raises(ValueError, match="'dec'.*impossible"):
+        histogram_lightcone_file(files["config"], damaged, tmp_path / "histogram.h5")
+    assert not (tmp_path / "histogram.h5").exists()
+
+
+def test_outputs_carry_checksums_and_unchanged_content(files: dict, tmp_path: Path) -> None:
+    for kind in HDF5:
+        with h5py.File(files[kind], "r") as handle:
+            numeric = [name for name in handle if handle[name].dtype.kind in "fiu"]
+            assert numeric and all(handle[name].fletcher32 for name in numeric), kind
+    halos = {name: np.linspace(-10, 10, 1000, dtype=np.float32) for name in ("ra", "dec")}
+    halos |= {"z_cos": np.linspace(0.3, 0.8, 1000, dtype=np.float32),
+              "mass": np.geomspace(1e12, 1e15, 1000).astype(np.float32)}
+    halos["z_obs"] = halos["z_cos"] + np.float32(1e-3)
+    write_lightcone(tmp_path / "cone.h5", halos, {"sim_id": "0"})
+    read, _ = read_lightcone(tmp_path / "cone.h5")
+    for name, values in halos.items():
+        np.testing.assert_array_equal(read[name], values)
+        assert read[name].tobytes() == values.tobytes()
+
+
+def test_counts() -> None:
+    """The kinds of damage tried (for docs/reliability.md)."""
+    assert len(DAMAGES) + len(VALUE_DAMAGES) + 1 >= 50
