@@ -38,7 +38,7 @@ from cosmo_sbi.histogram import check_counts
 from cosmo_sbi.io import (
     CHECKSUM,
     DamagedFileError,
-    atomic_path,
+    atomic_hdf5,
     open_hdf5,
     provenance,
     read_attrs,
@@ -242,7 +242,7 @@ def build_dataset(config: Config, latin_hypercube_paths: Sequence[str | os.PathL
     lower, upper = prior_bounds(config)
 
     strings = h5py.string_dtype()
-    with atomic_path(output) as temporary, h5py.File(temporary, "w") as handle:
+    with atomic_hdf5(output) as handle:
         handle.create_dataset("inputs", data=inputs, chunks=(1, *inputs.shape[1:]), **CHECKSUM)
         handle.create_dataset("theta", data=theta, **CHECKSUM)
         handle.create_dataset("prior_lower", data=lower, **CHECKSUM)

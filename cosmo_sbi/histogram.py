@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import h5py
 import numpy as np
 
 from cosmo_sbi.config import Config
-from cosmo_sbi.io import CHECKSUM, DamagedFileError, atomic_path, provenance, write_attrs
+from cosmo_sbi.io import CHECKSUM, DamagedFileError, atomic_hdf5, provenance, write_attrs
 from cosmo_sbi.lightcone import read_lightcone
 
 
@@ -131,7 +130,7 @@ def histogram_lightcone_file(
                      min_mass_msun_h=binning.min_mass_msun_h, n_halos=int(counts.sum()),
                      lightcone_file=os.fspath(input_path)),
     }
-    with atomic_path(output_path) as temporary, h5py.File(temporary, "w") as out:
+    with atomic_hdf5(output_path) as out:
         out.create_dataset("counts", data=counts, **CHECKSUM)
         for name, edges in zip(("ra_edges", "dec_edges", "z_obs_edges"), binning.edges(),
                                strict=True):

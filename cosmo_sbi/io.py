@@ -35,6 +35,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             temporary.unlink()
 
 
+@contextlib.contextmanager
+def atomic_hdf5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """A new HDF5 file built in memory and written to ``path`` atomically once complete.
+
+    HDF5 kills the process (segmentation fault) when closing a file whose writes failed on
+    a full disk, so the file is built with h5py's in-memory driver and its image written
+    with Python I/O, whose failure is an ordinary OSError naming ``path``. Peak memory:
+    the data plus two copies of the file.
+    """
+    with h5py.File(f"{os.fspath(path)}.in-memory", "w", driver="core",
+                   backing_store=False) as handle:
+        yield handle
+        handle.flush()
+        image = handle.id.get_file_image()
+    with atomic_path(path) as temporary:
+        try:
+            temporary.write_bytes(image)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, os.fspath(path)) from error
+
+
 CHECKSUM: dict[str, Any] = {"fletcher32": True}
 """h5py options for every numeric dataset written: a Fletcher-32 checksum per chunk, so a
 damaged chunk fails its read ("filter returned failure") instead of being trusted. (h5py

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from cosmo_sbi import PARAMETER_NAMES
-from cosmo_sbi.io import CHECKSUM, atomic_path, provenance, read_attrs, write_attrs
+from cosmo_sbi.io import CHECKSUM, atomic_hdf5, provenance, read_attrs, write_attrs
 
 REQUIRED_FIELDS: tuple[str, ...] = ("ra", "dec", "z_cos", "z_obs", "mass")
 OPTIONAL_FIELDS: tuple[str, ...] = ("pos", "vel")
@@ -106,7 +106,7 @@ def write_lightcone(
 ) -> None:
     """Write ``halos`` (fields above) atomically to ``path`` with provenance ``attrs``."""
     validate_arrays(halos, source=str(path))
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
+    with atomic_hdf5(path) as out:
         for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
             if name in halos:
                 out.create_dataset(name, data=np.asarray(halos[name], dtype=np.float32),
