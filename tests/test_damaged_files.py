@@ -197,3 +197,44 @@ def test_outputs_carry_checksums_and_unchanged_content(files: dict, tmp_path: Pa
 def test_counts() -> None:
     """The kinds of damage tried (for docs/reliability.md)."""
     assert len(DAMAGES) + len(VALUE_DAMAGES) + 1 >= 50
+
+
+PLC = Path(__file__).parent / "data" / "pinocchio" / "lc64" / "pinocchio.lc64.plc.out"
+WORKFLOW_RUN = Path(__file__).parent / "data" / "pinocchio" / "workflow128_lh0000"
+PLC_BLOCK_ENDS = {12: 0, 22880: 408, 41212: 735, 42520: 758}
+"""Byte length of lc64's light cone cut after its header and each block -> halos left
+(blocks of 408, 327, 23, 117 halos of 56 bytes; 12-byte count and 8-byte data markers)."""
+
+
+@pytest.mark.parametrize(("length", "left"), sorted(PLC_BLOCK_ENDS.items()))
+@pytest.mark.parametrize("report", ["log", "nz"])
+def test_plc_cut_at_a_block_boundary_is_detected(tmp_path: Path, length: int, left: int,
+                                                 report: str) -> None:
+    from cosmo_sbi.simulators.pinocchio import check_plc_complete
+    from cosmo_sbi.simulators.pinocchio_io import read_plc
+
+    if report == "log":
+        (tmp_path / "log").write_text("[...] total number of halos in the PLC: 875\n")
+    else:  # a real run's nz.out layout (workflow128), counts summing to lc64's 875
+        (tmp_path / "pinocchio.lc64.nz.out").write_text(
+            "# 3) number of objects in bin\n   0.28 0.33  500  1.0  501.0\n"
+            "   0.33 0.82  375  1.0  380.0\n")
+    intact = tmp_path / PLC.name
+    intact.write_bytes(PLC.read_bytes())
+    check_plc_complete(tmp_path, len(read_plc(intact)), [intact])
+    intact.write_bytes(PLC.read_bytes()[:length])
+    plc = read_plc(intact)  # the cut file reads without a format error...
+    assert len(plc) == left
+    with pytest.raises(ValueError, match=f"{left} halos read, but .* reports 875"):
+        check_plc_complete(tmp_path, len(plc), [intact])  # ...but its count is wrong
+
+
+def test_real_run_reports_agree() -> None:
+    """In a real PINOCCHIO run the log's total equals the sum of its nz.out counts."""
+    from cosmo_sbi.simulators.pinocchio import reported_plc_halos
+
+    run = WORKFLOW_RUN
+    from_log = reported_plc_halos(run)
+    assert from_log is not None and from_log[0] == 83024
+    counts = np.loadtxt(run / "pinocchio.run.nz.out", comments="#", ndmin=2)
+    assert int(counts[:, 2].sum()) == from_log[0]
