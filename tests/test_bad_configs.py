@@ -276,3 +276,18 @@ def test_corpus_covers_every_section_with_80_cases() -> None:
     assert sections >= {"design", "lightcone", "histogram", "simulator", "dataset", "models",
                         "training"}
     assert len(BAD_VALUES) + len(BAD_FILES) >= 80
+
+
+def test_schema_ships_with_the_package() -> None:
+    """A wheel install validates configs too: the schema is package data, and the workflow's
+    schema path is a link to that same file (one source of truth)."""
+    import tomllib
+
+    import cosmo_sbi
+    from cosmo_sbi.config import SCHEMA_PATH
+
+    assert SCHEMA_PATH.parent.parent == Path(cosmo_sbi.__file__).parent
+    assert (REPO / "workflow/schemas/config.schema.yaml").resolve() == SCHEMA_PATH.resolve()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["cosmo_sbi"]
+    assert any(SCHEMA_PATH.match(f"cosmo_sbi/{pattern}") for pattern in patterns)
