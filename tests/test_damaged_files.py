@@ -238,3 +238,32 @@ def test_real_run_reports_agree() -> None:
     assert from_log is not None and from_log[0] == 83024
     counts = np.loadtxt(run / "pinocchio.run.nz.out", comments="#", ndmin=2)
     assert int(counts[:, 2].sum()) == from_log[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder as training writes it (small CNN, untrained weights)."""
+    import torch
+
+    from cosmo_sbi.models import MODEL_CONFIG_FILE, WEIGHTS_FILE, build_model, describe
+
+    folder = tmp_path_factory.mktemp("model")
+    model = build_model("cnn", {"preset": "small"}, grid_size=8)
+    torch.save(model.state_dict(), folder / WEIGHTS_FILE)
+    (folder / MODEL_CONFIG_FILE).write_text(json.dumps(describe("cnn", model)))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model_config.json"])
+@pytest.mark.parametrize("damage", [truncate, zero, garbage, empty])
+def test_damaged_weights_are_named(trained: Path, tmp_path: Path, name: str,
+                                   damage: Callable[[bytes, Path], bytes]) -> None:
+    from cosmo_sbi.models import load_trained
+
+    load_trained(trained)
+    folder = tmp_path / "model"
+    shutil.copytree(trained, folder)
+    (folder / name).write_bytes(damage((folder / name).read_bytes(), folder / name))
+    with pytest.raises(ValueError) as caught:
+        load_trained(folder)
+    assert str(folder / name) in str(caught.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -121,14 +122,23 @@ def load_trained(model_dir: str | os.PathLike[str], map_location: str | torch.de
     """
     model_dir = Path(model_dir)
     config_path, weights_path = model_dir / MODEL_CONFIG_FILE, model_dir / WEIGHTS_FILE
-    with open(config_path) as stream:
-        description = json.load(stream)
+    try:
+        with open(config_path) as stream:
+            description = json.load(stream)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{config_path}: not readable JSON ({error}); rerun training") from error
     try:
         model = model_from_description(description)
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{config_path}: not a model description written by cosmo_sbi "
                          f"({error})") from error
-    state = torch.load(weights_path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(weights_path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        raise ValueError(f"{weights_path}: damaged weights ({type(error).__name__}: "
+                         f"{str(error)[:200]}); rerun training") from error
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
