@@ -17,7 +17,7 @@ import numpy as np
 
 from cosmo_sbi.config import Config
 from cosmo_sbi.io import CHECKSUM, DamagedFileError, atomic_hdf5, provenance, write_attrs
-from cosmo_sbi.lightcone import read_lightcone
+from cosmo_sbi.lightcone import check_inside_cone, read_lightcone
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ def histogram_lightcone_file(
     """Histogram the halos above the mass cut of a light-cone file; write it; return counts."""
     binning = Binning.from_config(config["histogram"])
     halos, lightcone_attrs = read_lightcone(input_path)
+    check_inside_cone(halos, config["lightcone"]["aperture_deg"], str(input_path))
     heavy = halos["mass"] >= binning.min_mass_msun_h
     counts = histogram_counts(halos["ra"][heavy], halos["dec"][heavy], halos["z_obs"][heavy],
                               binning)

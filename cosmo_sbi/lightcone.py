@@ -101,6 +101,27 @@ def check_values(halos: Mapping[str, np.ndarray], source: str) -> None:
                 "the file is damaged, delete it and rerun its simulation")
 
 
+CONE_TOLERANCE_DEG = 0.01
+"""Slack on the aperture for float32 RA/DEC (PINOCCHIO's lc64 fixture: 29.992 of 30 deg)."""
+
+
+def check_inside_cone(halos: Mapping[str, np.ndarray], aperture_deg: float,
+                      source: str) -> None:
+    """Refuse halos farther than ``aperture_deg`` (``lightcone.aperture_deg``) from the cone
+    axis: no simulator writes them (PINOCCHIO's cone has that aperture, the embedded
+    simulator cuts to the histogram window inside it), so they mark a damaged file."""
+    cos_angle = (np.cos(np.radians(np.asarray(halos["ra"], dtype=np.float64)))
+                 * np.cos(np.radians(np.asarray(halos["dec"], dtype=np.float64))))
+    outside = cos_angle < np.cos(np.radians(aperture_deg + CONE_TOLERANCE_DEG))
+    if np.any(outside):
+        first = int(np.flatnonzero(outside)[0])
+        raise LightconeFormatError(
+            f"{source}: {int(outside.sum())} halos lie outside the {aperture_deg} deg cone "
+            f"(lightcone.aperture_deg), e.g. halo {first} at RA {halos['ra'][first]}, DEC "
+            f"{halos['dec'][first]}; expected none: the file is damaged or was made with "
+            "another aperture, delete it and rerun its simulation")
+
+
 def write_lightcone(
     path: str | os.PathLike[str], halos: Mapping[str, np.ndarray], attrs: Mapping[str, Any]
 ) -> None:

@@ -171,11 +171,26 @@ def test_impossible_values_are_refused(files: dict, tmp_path: Path, kind: str,
     assert str(damaged) in str(caught.value)
 
 
-def test_histogramming_refuses_a_damaged_light_cone(files: dict, tmp_path: Path) -> None:
-    damaged = _edit(files["lightcone"], tmp_path, _set_field("dec", 0, 91.0))
-    with pytest.raises(ValueError, match="'dec'.*impossible"):
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("dec", 91.0, "'dec'.*impossible"),
+    ("ra", 45.0, "outside the 30.0 deg cone"),
+])
+def test_histogramming_refuses_a_damaged_light_cone(files: dict, tmp_path: Path, field: str,
+                                                    value: float, message: str) -> None:
+    damaged = _edit(files["lightcone"], tmp_path, _set_field(field, 0, value))
+    with pytest.raises(ValueError, match=message) as caught:
         histogram_lightcone_file(files["config"], damaged, tmp_path / "histogram.h5")
+    assert str(damaged) in str(caught.value)
     assert not (tmp_path / "histogram.h5").exists()
+
+
+def test_real_pinocchio_cone_lies_inside_its_aperture() -> None:
+    """The cone check's tolerance holds for PINOCCHIO's own output (lc64: aperture 30)."""
+    from cosmo_sbi.lightcone import check_inside_cone, radec_from_cartesian
+    from cosmo_sbi.simulators.pinocchio_io import read_plc
+
+    ra, dec = radec_from_cartesian(read_plc(PLC)["pos"])
+    check_inside_cone({"ra": ra.astype(np.float32), "dec": dec.astype(np.float32)}, 30.0, "lc64")
 
 
 def test_outputs_carry_checksums_and_unchanged_content(files: dict, tmp_path: Path) -> None:
