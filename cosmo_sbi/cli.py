@@ -8,6 +8,7 @@ and output paths. Stage modules are imported lazily so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -182,8 +183,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"cosmo-sbi {args.stage}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # a full or read-only disk, a damaged file h5py could not name: say which paths
+        print(f"cosmo-sbi {args.stage}: error: {_describe_os_error(error, args)}",
+              file=sys.stderr)
+        return 1
     return 0
 
+
+def _describe_os_error(error: OSError, args: argparse.Namespace) -> str:
+    """``error`` with the path it concerns, or the stage's paths when it names none (h5py)."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        reason += " (the disk is full)"
+    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        reason += " (read-only or not writable)"
+    if error.filename:
+        return f"{error.filename}: {reason}"
+    named = []
+    for name, value in vars(args).items():
+        paths = value if isinstance(value, list) else [value]
+        if name != "config" and paths and all(isinstance(p, Path) for p in paths):
+            shown = " ".join(map(str, paths[:3])) + (" ..." if len(paths) > 3 else "")
+            named.append(f"--{name.replace('_', '-')} {shown}")
+    return f"{reason}; while reading or writing {'; '.join(named)}"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,11 @@
 """Load, merge and validate the workflow configuration.
 
-The JSON schema in ``workflow/schemas/config.schema.yaml`` is the one source of truth for
-the structure (the Snakefile validates against the same file); :func:`check_config` adds
-the checks that need arithmetic. Every error names the offending field and what was
-expected.
+The JSON schema ``cosmo_sbi/schemas/config.schema.yaml`` (shipped with the package;
+``workflow/schemas/config.schema.yaml`` links to it) is the one source of truth for the
+structure; the CLI and the Snakefile (``common.smk``) both load YAML with :func:`read_yaml`
+and validate with :func:`validate_schema`. :func:`check_config` adds the checks that need
+arithmetic; :func:`cosmo_sbi.models.build.check_models` builds each network's config. Every
+error names the offending field (or file) and what was expected.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import hashlib
 import json
 import math
 import os
+import re
+import shlex
 import shutil
-from collections.abc import Iterable, Mapping
+import string
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +28,100 @@ import yaml
 
 from cosmo_sbi import PARAMETER_NAMES
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+MAX_YAML_NODES = 100_000
+"""Most nodes a config file may hold once its aliases are expanded (an alias bomb stops)."""
+MIN_LATIN_HYPERCUBE = 3
+"""One cosmology per split (train, validation, test): the dataset needs at least three."""
+RENAMED_KEYS: dict[tuple[str, ...], str] = {
+    ("simulator", "embedded", "min_mass_msun_h"):
+        "renamed to simulator.embedded.lowest_halo_mass_msun_h (the lowest halo mass the "
+        "embedded simulator makes: drawn in sample mode, kept in peaks mode); the physical "
+        "mass cut of the histograms is histogram.min_mass_msun_h",
+}
 
 Config = dict[str, Any]
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what was expected."""
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that refuses duplicate keys and reads ``1e13`` as a number (YAML 1.2)
+    instead of the string YAML 1.1 makes of it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1}); "
+                    "expected each key once per mapping", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int]) -> int:
+    """Nodes in ``node`` once every alias is expanded (memoised per node; refuses cycles)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise ConfigError("recursive YAML alias; expected a tree")
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes, active) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes, active) + _expanded_size(v, sizes, active)
+                    for k, v in node.value)
+    active.discard(key)
+    sizes[key] = min(size, MAX_YAML_NODES + 1)
+    return sizes[key]
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """One YAML file as Python values, with the file named in every error.
+
+    UTF-8 only; duplicate keys refused; ``1e13`` is a float; aliases may expand to at most
+    MAX_YAML_NODES nodes (checked on the node graph before anything is built).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text: byte "
+                          f"0x{data[error.start]:02x} at offset {error.start}; expected a "
+                          "UTF-8 YAML file") from error
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            size = _expanded_size(node, {}, set())
+        except ConfigError as error:
+            raise ConfigError(f"config file {path}: {error}") from None
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"config file {path}: its aliases expand to more than "
+                              f"{MAX_YAML_NODES} nodes; expected a config of a few hundred")
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    finally:
+        loader.dispose()
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> Config:
@@ -49,8 +141,14 @@ def load_schema() -> dict[str, Any]:
         return yaml.safe_load(stream)
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """JSON-schema "integer" as an integer literal: 4 yes, 4.0 and True no."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 def _validator_filling_defaults() -> type:
-    """A Draft 2020-12 validator that also fills ``default`` values (as Snakemake does)."""
+    """A Draft 2020-12 validator that also fills ``default`` values (as Snakemake does) and
+    takes "integer" to mean an int (jsonschema alone accepts 4.0)."""
     base = jsonschema.Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
 
@@ -61,15 +159,59 @@ def _validator_filling_defaults() -> type:
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+    return jsonschema.validators.extend(
+        base, {"properties": properties_with_defaults},
+        type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
+def _hint(error: jsonschema.ValidationError) -> str:
+    """A fix for the two type errors a YAML writer makes without seeing them."""
+    if error.validator != "type":
+        return ""
+    if isinstance(error.instance, float) and "integer" in str(error.validator_value):
+        return " (write an integer without a decimal point, e.g. 4 rather than 4.0)"
+    if isinstance(error.instance, str):
+        try:
+            float(error.instance)
+        except ValueError:
+            return ""
+        return " (a number in quotes or read as text; write it unquoted, e.g. 1.0e+13)"
+    return ""
+
+
+def check_finite(value: Any, path: Sequence[str] = ()) -> None:
+    """Raise ConfigError naming the first NaN or infinite number anywhere in ``value``
+    (JSON schema's ``number`` and every comparison let NaN through)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            check_finite(item, (*path, str(key)))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_finite(item, (*path, str(index)))
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{_field(path)}: expected a finite number, got {value}")
+
+
+def _check_renamed(config: Mapping[str, Any]) -> None:
+    for path, hint in RENAMED_KEYS.items():
+        section: Any = config
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, Mapping) else None
+        if isinstance(section, Mapping) and path[-1] in section:
+            raise ConfigError(f"{_field(path)}: {hint}")
 
 
 def validate_schema(config: Config) -> Config:
-    """Validate ``config`` against the schema in place, filling defaults; return it."""
+    """Validate ``config`` against the schema in place, filling defaults; return it.
+
+    Refuses NaN/infinity anywhere and keys that were renamed (with the new name) first.
+    """
+    check_finite(config)
+    _check_renamed(config)
     validator = _validator_filling_defaults()(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"{_field(e.absolute_path)}: {e.message}" for e in errors]
+        lines = [f"{_field(e.absolute_path)}: {e.message}{_hint(e)}" for e in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config
 
@@ -116,7 +258,16 @@ def check_config(config: Config) -> Config:
     if fiducial["w0"] + fiducial["wa"] >= 0:
         raise ConfigError("design.fiducial.parameters: expected w0 + wa < 0")
 
+    n_latin = config["design"]["latin_hypercube"]["n_simulations"]
+    if n_latin < MIN_LATIN_HYPERCUBE:
+        raise ConfigError(
+            f"design.latin_hypercube.n_simulations: expected >= {MIN_LATIN_HYPERCUBE} (one "
+            f"cosmology for each split: train, validation, test), got {n_latin}")
+
     hist = config["histogram"]
+    if len(set(hist["bins"])) != 1:
+        raise ConfigError(f"histogram.bins: expected a cube [D, D, D] (the networks take "
+                          f"cubic grids), got {hist['bins']}")
     for key in ("ra_deg", "dec_deg", "z_obs"):
         _check_range(f"histogram.{key}", hist[key])
     for key in ("ra_deg", "dec_deg"):
@@ -141,9 +292,47 @@ def check_config(config: Config) -> Config:
     if split and not math.isclose(sum(split.values()), 1.0, abs_tol=1e-9):
         raise ConfigError(f"dataset.split: expected fractions summing to 1, got {split}")
 
+    check_command_template(config["simulator"]["pinocchio"]["command"])
     if config["simulator"]["backend"] == "pinocchio":
         check_executable(config["simulator"]["pinocchio"]["executable"])
     return config
+
+
+COMMAND_PLACEHOLDERS: tuple[str, ...] = ("tasks", "threads", "executable", "parameter_file")
+"""The placeholders of ``simulator.pinocchio.command``."""
+
+
+def check_command_template(template: str, field: str = "simulator.pinocchio.command") -> None:
+    """Refuse a PINOCCHIO command template that cannot be run: unbalanced quotes, an unknown
+    or malformed placeholder, or no {executable} / {parameter_file}."""
+    expected = ", ".join("{" + name + "}" for name in COMMAND_PLACEHOLDERS)
+    try:
+        words = shlex.split(template)
+    except ValueError as error:
+        raise ConfigError(f"{field}: {template!r} cannot be split into words like a shell "
+                          f"would ({error}); expected balanced quotes") from error
+    used: set[str] = set()
+    for word in words:
+        try:
+            parsed = list(string.Formatter().parse(word))
+        except ValueError as error:
+            raise ConfigError(f"{field}: {word!r} in {template!r}: {error}; expected only the "
+                              f"placeholders {expected} (write {{{{ }}}} for a brace)") from error
+        for _, name, spec, conversion in parsed:
+            if name is None:
+                continue
+            if name not in COMMAND_PLACEHOLDERS:
+                raise ConfigError(f"{field}: unknown placeholder {{{name}}} in {template!r}; "
+                                  f"expected only {expected}")
+            if spec or conversion:
+                raise ConfigError(f"{field}: placeholder {{{name}}} in {template!r} has a "
+                                  "conversion or format spec; expected a plain {name}")
+            used.add(name)
+    missing = [name for name in ("executable", "parameter_file") if name not in used]
+    if missing:
+        raise ConfigError(f"{field}: {template!r} lacks "
+                          f"{', '.join('{' + name + '}' for name in missing)}; expected e.g. "
+                          "'mpirun -np {tasks} {executable} {parameter_file}'")
 
 
 def window_corner_angle_deg(ra_deg: list[float], dec_deg: list[float]) -> float:
@@ -166,21 +355,64 @@ def check_executable(executable: str) -> str:
     return resolved
 
 
-def load_config(paths: Iterable[str | os.PathLike[str]]) -> Config:
-    """Deep-merge YAML files in order (later wins), validate and check; return the config."""
+def load_config(paths: Iterable[str | os.PathLike[str]],
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Deep-merge YAML files in order (later wins), then ``overrides``; validate and check."""
     config: Config = {}
     for path in paths:
-        try:
-            with open(path) as stream:
-                layer = yaml.safe_load(stream) or {}
-        except OSError as error:
-            raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+        layer = read_yaml(path)
+        if layer is None:
+            layer = {}
         if not isinstance(layer, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         config = deep_merge(config, layer)
+    config = deep_merge(config, overrides or {})
     return check_config(validate_schema(config))
+
+
+def configfile_flags(argv: Sequence[str]) -> int:
+    """How often ``--configfile``/``--configfiles`` (or an abbreviation) occurs in ``argv``.
+
+    Snakemake 9 keeps only the files after the LAST such flag, silently dropping the others.
+    """
+    flags = [arg.split("=", 1)[0] for arg in argv]
+    return sum(1 for flag in flags
+               if flag.startswith("--configf") and "--configfiles".startswith(flag))
+
+
+def check_single_configfile_flag(argv: Sequence[str]) -> None:
+    """ConfigError unless ``--configfile`` occurs at most once (see :func:`configfile_flags`)."""
+    count = configfile_flags(argv)
+    if count > 1:
+        raise ConfigError(
+            f"--configfile was given {count} times; Snakemake 9 keeps only the files after the "
+            "last one and drops the others. Pass every file after ONE flag, in order (later "
+            "wins): --configfile config/laptop.yaml my.yaml")
+
+
+def write_snapshot(config: Config, folder: str | os.PathLike[str],
+                   sources: Sequence[str | os.PathLike[str]]) -> Path:
+    """Write the validated config as ``<folder>/<hash>.yaml``, named by its content, and
+    return the path.
+
+    Written once (atomically) and never modified: a second Snakemake invocation with other
+    values writes another file, so it cannot change what running jobs read. ``sources`` (the
+    files merged, in order) are recorded in a header comment, outside the hash.
+    """
+    text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
+    path = Path(folder) / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if path.exists():
+        return path
+    header = "".join(f"#   {source}\n" for source in sources)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(f"# validated configuration, merged in order from:\n{header}"
+                             f"{text}")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def config_hash(section: Any) -> str:

@@ -26,6 +26,7 @@ that leaves a split empty gets one cosmology moved into it: see :func:`assign_sp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,7 +43,15 @@ from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config, config_hash
 from cosmo_sbi.histogram import BINNING_FIELDS, read_histogram
 from cosmo_sbi.inputs import COUNTS, InputTransform, counts_dtype, read_counts, write_counts
-from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
+from cosmo_sbi.io import (
+    CHECKSUM,
+    DamagedFileError,
+    atomic_hdf5,
+    open_hdf5,
+    provenance,
+    read_attrs,
+    write_attrs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +59,7 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 FIDUCIAL_SPLIT = "fiducial"
 
 
-class DatasetError(ValueError):
+class DatasetError(DamagedFileError):
     """A histogram or dataset file is unusable; the message names the file and field."""
 
 
@@ -217,14 +226,14 @@ def build_dataset(config: Config, latin_hypercube_paths: Sequence[str | os.PathL
     columns = {COUNTS: counts, "theta": theta, "prior_lower": lower, "prior_upper": upper,
                "ids": np.array(ids, dtype=object), "set": sets.astype(object), "split": split}
     strings = h5py.string_dtype()
-    with atomic_path(output) as temporary, h5py.File(temporary, "w") as handle:
+    with atomic_hdf5(output) as handle:
         for name, values in columns.items():
             if values.dtype == object:
                 handle.create_dataset(name, data=values, dtype=strings)
             elif name == COUNTS:
                 write_counts(handle, values)
             else:
-                handle.create_dataset(name, data=values)
+                handle.create_dataset(name, data=values, **CHECKSUM)
         write_attrs(handle, provenance(
             parameter_names=",".join(PARAMETER_NAMES), **standardisation,
             simulator=simulators.pop(), histogram=dict(config["histogram"]),
@@ -307,12 +316,8 @@ class DatasetFile:
         return self.transform(self.read_counts(rows))
 
 
-def _open(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot read the HDF5 dataset file ({error}); expected one "
-                           "written by `cosmo-sbi dataset`") from error
+def _open(path: Path) -> contextlib.AbstractContextManager[h5py.File]:
+    return open_hdf5(path, "dataset file (written by `cosmo-sbi dataset`)", DatasetError)
 
 
 def read_dataset(path: str | os.PathLike[str]) -> DatasetFile:

@@ -8,6 +8,7 @@ simulations never changes the seeds of existing ones.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -17,7 +18,7 @@ from scipy.stats import qmc
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config
-from cosmo_sbi.io import atomic_path, provenance
+from cosmo_sbi.io import DamagedFileError, atomic_path, provenance, read_ecsv
 
 SETS: tuple[str, ...] = ("latin_hypercube", "fiducial")
 _SET_CODES = {name: code for code, name in enumerate(SETS)}
@@ -81,13 +82,18 @@ def write_design(config: Config, set_name: str, output: str | os.PathLike[str]) 
 
 def read_design_row(path: str | os.PathLike[str], sim_id: str) -> dict[str, Any]:
     """One design row as a dict (``id``, ``set``, parameters, ``Omega_b``, ``seed``)."""
-    table = Table.read(path, format="ascii.ecsv")
+    table = read_ecsv(path, "design table", ("id", *PARAMETER_NAMES, "Omega_b", "seed"))
     matches = np.flatnonzero(np.asarray(table["id"]).astype(str) == str(sim_id))
     if len(matches) != 1:
         raise ValueError(f"{path}: expected exactly one row with id {sim_id!r}, "
                          f"found {len(matches)} (ids {table['id'][0]}..{table['id'][-1]})")
     row = table[matches[0]]
     record: dict[str, Any] = {name: row[name].item() for name in table.colnames}
+    bad = [name for name in (*PARAMETER_NAMES, "Omega_b")
+           if not isinstance(record[name], float) or not math.isfinite(record[name])]
+    if bad:
+        raise DamagedFileError(f"{path}: row {sim_id!r} has non-finite or non-numeric "
+                               f"{bad}; expected finite parameters")
     record["id"] = str(row["id"])
     record["set"] = table.meta.get("set", "")
     return record

@@ -15,12 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from cosmo_sbi.config import Config
-from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
-from cosmo_sbi.lightcone import read_lightcone
+from cosmo_sbi.io import (
+    CHECKSUM,
+    DamagedFileError,
+    atomic_hdf5,
+    open_hdf5,
+    provenance,
+    read_attrs,
+    write_attrs,
+)
+from cosmo_sbi.lightcone import check_inside_cone, read_lightcone
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ COUNTS = "counts"
 EDGES = ("ra_edges", "dec_edges", "z_obs_edges")
 
 
-class HistogramFormatError(ValueError):
+class HistogramFormatError(DamagedFileError):
     """A histogram file is unusable; the message names the file and the field."""
 
 
@@ -111,12 +118,38 @@ def histogram_counts(
     return counts[1:-1, 1:-1, 1:-1].astype(np.uint32)
 
 
+def check_counts(counts: np.ndarray, attrs: Mapping[str, Any],
+                 path: str | os.PathLike[str]) -> None:
+    """Refuse histogram counts that :func:`histogram_lightcone_file` cannot have written:
+    not integers, negative, or not summing to the ``n_halos`` attribute written with them
+    (one damaged count, e.g. 2,130,706,433 in a bin, breaks the sum)."""
+    if not np.issubdtype(counts.dtype, np.integer):
+        finite = np.isfinite(counts)
+        if not np.all(finite):
+            raise HistogramFormatError(f"{path}: field 'counts' has {counts.size - finite.sum()} "
+                                       "NaN/inf values; expected finite integer counts")
+        raise HistogramFormatError(f"{path}: field 'counts' has dtype {counts.dtype}; expected "
+                               "integer halo counts")
+    if counts.size and counts.min() < 0:
+        raise HistogramFormatError(f"{path}: field 'counts' has {int(np.sum(counts < 0))} negative "
+                               "values; expected counts >= 0")
+    if "n_halos" not in attrs:
+        raise HistogramFormatError(f"{path}: missing attribute 'n_halos' (the number of halos "
+                               "counted); expected a histogram written by cosmo_sbi")
+    total = int(counts.sum(dtype=np.int64))
+    if total != int(attrs["n_halos"]):
+        raise HistogramFormatError(f"{path}: field 'counts' sums to {total}, but attribute "
+                               f"'n_halos' = {attrs['n_halos']}: the file is damaged; delete "
+                               "it and rerun its histogram job")
+
+
 def histogram_lightcone_file(
     config: Config, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]
 ) -> np.ndarray:
     """Histogram the halos above the mass cut of a light-cone file; write it; return counts."""
     binning = Binning.from_config(config["histogram"])
     halos, lightcone_attrs = read_lightcone(input_path)
+    check_inside_cone(halos, config["lightcone"]["aperture_deg"], str(input_path))
     heavy = halos["mass"] >= binning.min_mass_msun_h
     counts = histogram_counts(halos["ra"][heavy], halos["dec"][heavy], halos["z_obs"][heavy],
                               binning)
@@ -125,40 +158,32 @@ def histogram_lightcone_file(
         **provenance(**binning.attrs(), n_halos=int(counts.sum()),
                      lightcone_file=os.fspath(input_path)),
     }
-    with atomic_path(output_path) as temporary, h5py.File(temporary, "w") as out:
-        out.create_dataset(COUNTS, data=counts)
+    with atomic_hdf5(output_path) as out:
+        out.create_dataset(COUNTS, data=counts, **CHECKSUM)
         for name, edges in zip(EDGES, binning.edges(), strict=True):
-            out.create_dataset(name, data=edges)
+            out.create_dataset(name, data=edges, **CHECKSUM)
         write_attrs(out, attrs)
     return counts
 
 
 def read_histogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Counts (n_ra, n_dec, n_z) and attributes of a histogram file, checked for the format:
-    the binning attributes present, counts of the shape they give, finite and >= 0.
+    the binning attributes present, counts of the shape they give, integers >= 0 summing to
+    the ``n_halos`` attribute (:func:`check_counts`).
 
     Raises HistogramFormatError naming the file and the field.
     """
     path = Path(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            if COUNTS not in handle:
-                raise HistogramFormatError(f"{path}: missing dataset {COUNTS!r}")
-            counts = handle[COUNTS][...]
-            attrs = read_attrs(handle)
-    except OSError as error:
-        raise HistogramFormatError(f"{path}: cannot read HDF5 histogram ({error})") from error
+    with open_hdf5(path, "histogram") as handle:
+        if COUNTS not in handle:
+            raise HistogramFormatError(f"{path}: missing dataset {COUNTS!r}")
+        counts = handle[COUNTS][...]
+        attrs = read_attrs(handle)
     missing = [field for field in BINNING_FIELDS if field not in attrs]
     if missing:
         raise HistogramFormatError(f"{path}: missing attributes {missing}")
     if counts.shape != tuple(attrs["bins"]):
         raise HistogramFormatError(f"{path}: field {COUNTS!r} has shape {counts.shape}, "
                                    f"expected {tuple(attrs['bins'])} (attribute 'bins')")
-    finite = np.isfinite(counts)
-    if not np.all(finite):
-        raise HistogramFormatError(f"{path}: field {COUNTS!r} has {counts.size - finite.sum()} "
-                                   "NaN/inf values; expected finite")
-    if np.any(counts < 0):
-        raise HistogramFormatError(f"{path}: field {COUNTS!r} has negative values; expected "
-                                   "counts >= 0")
+    check_counts(counts, attrs, path)
     return counts, attrs

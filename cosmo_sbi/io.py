@@ -11,6 +11,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+import yaml
+from astropy.table import Table
 
 import cosmo_sbi
 
@@ -31,6 +33,73 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+@contextlib.contextmanager
+def atomic_hdf5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """A new HDF5 file built in memory and written to ``path`` atomically once complete.
+
+    HDF5 kills the process (segmentation fault) when closing a file whose writes failed on
+    a full disk, so the file is built with h5py's in-memory driver and its image written
+    with Python I/O, whose failure is an ordinary OSError naming ``path``. Peak memory:
+    the data plus two copies of the file.
+    """
+    with h5py.File(f"{os.fspath(path)}.in-memory", "w", driver="core",
+                   backing_store=False) as handle:
+        yield handle
+        handle.flush()
+        image = handle.id.get_file_image()
+    with atomic_path(path) as temporary:
+        try:
+            temporary.write_bytes(image)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, os.fspath(path)) from error
+
+
+CHECKSUM: dict[str, Any] = {"fletcher32": True}
+"""h5py options for every numeric dataset written: a Fletcher-32 checksum per chunk, so a
+damaged chunk fails its read ("filter returned failure") instead of being trusted. (h5py
+refuses filters on variable-length strings; those stay unchecked.)"""
+
+
+class DamagedFileError(ValueError):
+    """An input file cannot be read or fails its checks; the message names the file."""
+
+
+@contextlib.contextmanager
+def open_hdf5(path: str | os.PathLike[str], what: str,
+              error_type: type[DamagedFileError] = DamagedFileError) -> Iterator[h5py.File]:
+    """``h5py.File(path, "r")`` whose errors, on opening or on any read inside the block
+    (truncated, zeroed or garbage file, checksum failure), raise ``error_type`` naming
+    ``path`` and ``what``."""
+    try:
+        with h5py.File(path, "r") as handle:
+            yield handle
+    except OSError as error:
+        raise error_type(f"{path}: cannot read this {what} ({error}); expected an intact "
+                         "HDF5 file: delete it and rerun the step that writes it") from error
+    except KeyError as error:
+        raise error_type(f"{path}: {what} lacks {error}; expected the layout "
+                         "cosmo_sbi writes: delete it and rerun that step") from error
+
+
+def read_ecsv(path: str | os.PathLike[str], what: str,
+              columns: tuple[str, ...] = ()) -> Table:
+    """An ECSV table with ``columns``; a damaged or foreign file raises DamagedFileError
+    naming ``path`` and ``what`` (astropy's own errors do not name the file)."""
+    try:
+        table = Table.read(path, format="ascii.ecsv")
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OSError,
+            yaml.YAMLError) as error:
+        raise DamagedFileError(f"{path}: cannot read this {what} ({type(error).__name__}: "
+                               f"{error}); expected the ECSV table cosmo_sbi writes: delete it "
+                               "and rerun the step that writes it") from error
+    missing = [name for name in columns if name not in table.colnames]
+    if missing:
+        raise DamagedFileError(f"{path}: {what} lacks the columns {missing}")
+    return table
 
 
 def provenance(**fields: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from cosmo_sbi import PARAMETER_NAMES
-from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
+from cosmo_sbi.io import CHECKSUM, atomic_hdf5, provenance, read_attrs, write_attrs
 
 REQUIRED_FIELDS: tuple[str, ...] = ("ra", "dec", "z_cos", "z_obs", "mass")
 OPTIONAL_FIELDS: tuple[str, ...] = ("pos", "vel")
@@ -80,15 +80,58 @@ def validate_arrays(halos: Mapping[str, np.ndarray], source: str = "light cone")
     return count
 
 
+def check_values(halos: Mapping[str, np.ndarray], source: str) -> None:
+    """Refuse values no simulator can produce (a damaged file): NaN or infinity, |RA| > 180,
+    |DEC| > 90 deg, a redshift <= -1, z_cos < 0 or a mass <= 0."""
+    limits = {"ra": (-180.0, 180.0), "dec": (-90.0, 90.0), "z_cos": (0.0, np.inf),
+              "z_obs": (-1.0, np.inf), "mass": (0.0, np.inf)}
+    for name, (low, high) in limits.items():
+        if name not in halos:
+            continue
+        values = np.asarray(halos[name])
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+        if name in ("z_obs", "mass"):
+            bad |= values == low
+        if np.any(bad):
+            first = int(np.flatnonzero(bad)[0])
+            raise LightconeFormatError(
+                f"{source}: field {name!r} has {int(bad.sum())} impossible values (first: "
+                f"{values[first]} at halo {first}); expected finite values in [{low}, {high}]: "
+                "the file is damaged, delete it and rerun its simulation")
+
+
+CONE_TOLERANCE_DEG = 0.01
+"""Slack on the aperture for float32 RA/DEC (PINOCCHIO's lc64 fixture: 29.992 of 30 deg)."""
+
+
+def check_inside_cone(halos: Mapping[str, np.ndarray], aperture_deg: float,
+                      source: str) -> None:
+    """Refuse halos farther than ``aperture_deg`` (``lightcone.aperture_deg``) from the cone
+    axis: no simulator writes them (PINOCCHIO's cone has that aperture, the embedded
+    simulator cuts to the histogram window inside it), so they mark a damaged file."""
+    cos_angle = (np.cos(np.radians(np.asarray(halos["ra"], dtype=np.float64)))
+                 * np.cos(np.radians(np.asarray(halos["dec"], dtype=np.float64))))
+    outside = cos_angle < np.cos(np.radians(aperture_deg + CONE_TOLERANCE_DEG))
+    if np.any(outside):
+        first = int(np.flatnonzero(outside)[0])
+        raise LightconeFormatError(
+            f"{source}: {int(outside.sum())} halos lie outside the {aperture_deg} deg cone "
+            f"(lightcone.aperture_deg), e.g. halo {first} at RA {halos['ra'][first]}, DEC "
+            f"{halos['dec'][first]}; expected none: the file is damaged or was made with "
+            "another aperture, delete it and rerun its simulation")
+
+
 def write_lightcone(
     path: str | os.PathLike[str], halos: Mapping[str, np.ndarray], attrs: Mapping[str, Any]
 ) -> None:
     """Write ``halos`` (fields above) atomically to ``path`` with provenance ``attrs``."""
     validate_arrays(halos, source=str(path))
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
+    with atomic_hdf5(path) as out:
         for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
             if name in halos:
-                out.create_dataset(name, data=np.asarray(halos[name], dtype=np.float32))
+                out.create_dataset(name, data=np.asarray(halos[name], dtype=np.float32),
+                                   **CHECKSUM)
         write_attrs(out, attrs)
 
 
@@ -110,4 +153,5 @@ def read_lightcone(
         raise LightconeFormatError(f"{path}: not a readable HDF5 light cone ({error})") from error
     if set(REQUIRED_FIELDS) <= set(fields):
         validate_arrays(halos, source=str(path))
+    check_values(halos, source=str(path))
     return halos, attrs

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from cosmo_sbi.io import atomic_path
+from cosmo_sbi.io import DamagedFileError, atomic_path, read_ecsv
 
 HISTORY_FILE = "history.csv"
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "learning_rate", "samples_per_second",
@@ -41,8 +41,11 @@ def write_history(history: Sequence[Mapping[str, float]], path: str | os.PathLik
 
 def read_history(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The training history CSV as numeric columns (name -> (epochs,))."""
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
+    try:
+        with open(path, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DamagedFileError(f"{path}: not a readable training history CSV ({error})") from error
     if not rows:
         raise ValueError(f"{path}: empty training history")
     columns: dict[str, np.ndarray] = {}
@@ -61,8 +64,8 @@ def read_training_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {}
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); expected the training summary "
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise DamagedFileError(f"{path}: not valid JSON ({error}); expected the training summary "
                          "written by `cosmo-sbi train`") from error
 
 
@@ -74,7 +77,7 @@ def write_predictions(table: Table, path: str | os.PathLike[str]) -> None:
 
 def read_predictions(path: str | os.PathLike[str]) -> Table:
     """A predictions table written by :func:`write_predictions`."""
-    return Table.read(path, format="ascii.ecsv")
+    return read_ecsv(path, "predictions table", ("id", "set", "split"))
 
 
 def write_metrics(metrics: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
@@ -90,6 +93,9 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{path}: missing; expected an evaluation folder written by "
                                 "`cosmo-sbi evaluate`") from error
-    if "model" not in metrics or "test" not in metrics:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise DamagedFileError(f"{path}: not readable JSON ({error}); rerun `cosmo-sbi "
+                               "evaluate`") from error
+    if not isinstance(metrics, dict) or "model" not in metrics or "test" not in metrics:
         raise ValueError(f"{path}: expected the keys 'model' and 'test' of cosmo_sbi metrics")
     return metrics

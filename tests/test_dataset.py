@@ -152,6 +152,7 @@ def test_standardisation_uses_training_split_only(histograms, dataset_path: Path
             shutil.copy(path, copy)
             with h5py.File(copy, "r+") as handle:
                 handle["counts"][...] = handle["counts"][...] * 50 + 7
+                handle.attrs["n_halos"] = int(handle["counts"][...].sum())
             path = copy
         altered.append(path)
     output = tmp_path / "altered.h5"

@@ -40,7 +40,7 @@ def window() -> ConeWindow:
 
 def settings(**changes: object) -> EmbeddedSettings:
     section = {"mode": "sample", "grid_size": 64, "box_size_mpc_h": 1500.0,
-               "lpt_smoothing_mpc_h": 6.0, "min_mass_msun_h": 1e13}
+               "lpt_smoothing_mpc_h": 6.0, "lowest_halo_mass_msun_h": 1e13}
     return EmbeddedSettings.from_config({**section, **changes})
 
 
@@ -139,15 +139,16 @@ def test_too_many_halos_per_cell_is_refused() -> None:
     # 1e9 Msun/h halos in (47 Mpc/h)^3 cells: ~1e4 per cell, far beyond exp(-rate) range.
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="halos per cell"):
         simulate_halos(Cosmology.from_params(FIDUCIAL), 1,
-                       settings(grid_size=32, min_mass_msun_h=1e9), small)
+                       settings(grid_size=32, lowest_halo_mass_msun_h=1e9), small)
 
 
 def test_extrapolated_fits_warn_with_the_value(window: ConeWindow) -> None:
     small = ConeWindow(ra_deg=(-2.0, 2.0), dec_deg=(-2.0, 2.0), z_cos=(0.3, 0.35))
     # A 200 Mpc/h box holds this small cone; 6 Mpc/h cells keep 5e10 halos per cell low.
-    with pytest.warns(UserWarning, match=r"min_mass_msun_h = 5e\+10"):
+    with pytest.warns(UserWarning, match=r"lowest_halo_mass_msun_h = 5e\+10"):
         simulate_halos(Cosmology.from_params(FIDUCIAL), 1,
-                       settings(grid_size=32, box_size_mpc_h=200.0, min_mass_msun_h=5e10),
+                       settings(grid_size=32, box_size_mpc_h=200.0,
+                                lowest_halo_mass_msun_h=5e10),
                        small)
     with pytest.warns(UserWarning, match="Omega_m = 0.45"):
         simulate_halos(Cosmology.from_params({**FIDUCIAL, "Omega_m": 0.45}), 1,

@@ -33,7 +33,8 @@ WINDOW = ConeWindow(ra_deg=(-10.0, 10.0), dec_deg=(-10.0, 10.0), z_cos=(0.3, 0.5
 def settings(grid_size: int, box_size: float = 560.0) -> EmbeddedSettings:
     return EmbeddedSettings.from_config({"mode": "peaks", "grid_size": grid_size,
                                          "box_size_mpc_h": box_size,
-                                         "lpt_smoothing_mpc_h": 6.0, "min_mass_msun_h": 1e12})
+                                         "lpt_smoothing_mpc_h": 6.0,
+                                         "lowest_halo_mass_msun_h": 1e12})
 
 
 def test_filter_radii_and_barrier() -> None:

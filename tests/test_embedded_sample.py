@@ -36,7 +36,7 @@ GRID, BOX = 128, 1500.0
 def settings(grid_size: int = GRID) -> EmbeddedSettings:
     return EmbeddedSettings.from_config({"mode": "sample", "grid_size": grid_size,
                                          "box_size_mpc_h": BOX, "lpt_smoothing_mpc_h": 6.0,
-                                         "min_mass_msun_h": MIN_MASS})
+                                         "lowest_halo_mass_msun_h": MIN_MASS})
 
 
 @pytest.fixture(scope="module")

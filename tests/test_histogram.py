@@ -44,7 +44,7 @@ def test_counts_equal_histogramdd_including_edges(dtype: type) -> None:
 
 
 def test_histogram_file_applies_mass_cut_and_keeps_provenance(tmp_path: Path) -> None:
-    config = make_config()
+    config = make_config({"lightcone": {"aperture_deg": 32.0}})  # holds the +-22 deg halos
     halos = _random_halos(50_000, 1)
     row = {"id": "0007", "set": "fiducial", "seed": 123, "Omega_m": 0.3, "sigma_8": 0.8,
            "w0": -1.0, "wa": 0.0, "n_s": 0.96, "h": 0.7, "Omega_b": 0.049}

@@ -107,6 +107,7 @@ def _pinocchio_overlay(folder: Path) -> Path:
     overlay = {
         "design": TINY_OVERLAY["design"],
         "histogram": {"bins": [8, 8, 8]},
+        "models": TINY_OVERLAY["models"],
         "simulator": {"backend": "pinocchio",
                       "pinocchio": {"executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
                                     "command": "{executable} {parameter_file}",

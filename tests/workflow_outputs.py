@@ -4,7 +4,8 @@ Every file under ``results/`` counts except logs (timings, host names, PIDs) and
 checkpoints (not declared outputs; they hold the wall time too). Files are compared byte
 for byte, except that wall-clock measurements are masked out of the text files that
 report them (training history and summary, metrics, the report): those differ between
-any two runs of the same computation.
+any two runs of the same computation; config snapshots are compared without their header
+(the paths of the files merged).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def comparable_bytes(path: Path) -> bytes:
         return json.dumps(data, sort_keys=True).encode()
     if path.suffix == ".csv":
         return _masked_csv(path.read_text()).encode()
+    if path.suffix == ".yaml":  # a config snapshot: its header names the files merged
+        lines = path.read_text().splitlines()
+        return "\n".join(line for line in lines if not line.startswith("#")).encode()
     if path.suffix == ".md":
         lines = path.read_text().splitlines()
         return "\n".join(line for line in lines

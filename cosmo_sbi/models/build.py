@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from cosmo_sbi import PARAMETER_NAMES
-from cosmo_sbi.config import ConfigError
+from cosmo_sbi.config import Config, ConfigError
 from cosmo_sbi.io import atomic_path
 from cosmo_sbi.models import network
 
@@ -170,3 +170,25 @@ def model_flops_utilisation(model: nn.Module, samples_per_second: float,
     if peak is None:
         return None
     return training_flops_per_sample(model) * samples_per_second / peak
+
+
+def check_models(config: Config) -> Config:
+    """Build every trained network's config and (on torch's meta device, no memory) the
+    network itself for the histogram grid, so a wrong ``models.*`` value stops the run
+    before any job rather than at training. """
+    for name, section in config["models"].items():
+        resolve_config(name, section)
+    grid = config["histogram"]["bins"][0]
+    for name in config["training"]["models"]:
+        section = config["models"][name]
+        try:
+            with torch.device("meta"):
+                build_model(name, section, grid_size=grid)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, ZeroDivisionError) as error:
+            message = str(error)
+            if not message.startswith(f"models.{name}"):
+                message = f"models.{name}: {message} (histogram.bins = {grid})"
+            raise ConfigError(message) from error
+    return config

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Mapping
@@ -30,10 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from cosmo_sbi.config import Config, ConfigError, check_executable, window_corner_angle_deg
+from cosmo_sbi.config import (
+    COMMAND_PLACEHOLDERS,
+    Config,
+    ConfigError,
+    check_executable,
+    window_corner_angle_deg,
+)
 from cosmo_sbi.io import atomic_path
 from cosmo_sbi.lightcone import lightcone_provenance, radec_from_cartesian, write_lightcone
-from cosmo_sbi.simulators.pinocchio_io import read_plc
+from cosmo_sbi.simulators.pinocchio_io import PinocchioFormatError, read_plc
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +59,6 @@ MAX_RANDOM_SEED = 2**31 - 1
 """RandomSeed is a C int; seeds are reduced to 1 .. MAX_RANDOM_SEED."""
 PLC_FIELDS = ("truez", "pos", "vel", "mass", "obsz")
 """Light-cone fields the converter needs (positions: a LIGHT_OUTPUT build is refused)."""
-
-COMMAND_PLACEHOLDERS = ("tasks", "threads", "executable", "parameter_file")
 
 ParameterValue = str | int | float | bool | tuple[float, ...]
 
@@ -306,6 +311,35 @@ def run_pinocchio(config: Config, run_dir: str | os.PathLike[str],
     check_run(run_dir, completed.returncode, section["num_files"])
 
 
+PLC_TOTAL_LINE = re.compile(r"total number of halos in the PLC:\s*(\d+)")
+
+
+def reported_plc_halos(run_dir: Path) -> tuple[int, Path] | None:
+    """How many light-cone halos PINOCCHIO says it wrote, and where it says so: the last
+    "total number of halos in the PLC" line of its log, else the sum of the counts column
+    of its ``*.nz.out``; None when the run left neither."""
+    log = run_dir / LOG_FILE
+    if log.exists():
+        totals = PLC_TOTAL_LINE.findall(log.read_text(errors="replace"))
+        if totals:
+            return int(totals[-1]), log
+    for nz in sorted(run_dir.glob("pinocchio.*.nz.out")):
+        counts = np.loadtxt(nz, comments="#", ndmin=2)
+        return int(counts[:, 2].sum()), nz
+    return None
+
+
+def check_plc_complete(run_dir: Path, count: int, files: list[Path]) -> None:
+    """Refuse a light cone with fewer (or more) halos than the run reports: a .plc.out cut
+    at a block boundary reads without a format error, but not with the right count."""
+    reported = reported_plc_halos(run_dir)
+    if reported is not None and reported[0] != count:
+        raise PinocchioFormatError(
+            f"{', '.join(map(str, files))}: {count} halos read, but {reported[1]} reports "
+            f"{reported[0]}; the light cone is incomplete (cut or damaged): rerun "
+            "pinocchio-run for this simulation")
+
+
 def convert_run(config: Config, row: Mapping[str, Any], run_dir: str | os.PathLike[str],
                 output: str | os.PathLike[str]) -> None:
     """Convert the light cone of a finished run to the common light-cone file ``output``.
@@ -327,8 +361,9 @@ def convert_run(config: Config, row: Mapping[str, Any], run_dir: str | os.PathLi
         raise ValueError(f"{parameter_path}: not the parameter file of simulation {row['id']} "
                          f"with this config (first difference: {differing}); rerun "
                          "pinocchio-setup and pinocchio-run")
-    plc = read_plc([run_dir / name for name in plc_file_names(section["num_files"])],
-                   fields=PLC_FIELDS)
+    plc_files = [run_dir / name for name in plc_file_names(section["num_files"])]
+    plc = read_plc(plc_files, fields=PLC_FIELDS)
+    check_plc_complete(run_dir, len(plc), plc_files)
     ra, dec = radec_from_cartesian(plc["pos"])
     halos = {"ra": ra, "dec": dec, "z_cos": plc["truez"], "z_obs": plc["obsz"],
              "mass": plc["mass"], "pos": plc["pos"], "vel": plc["vel"]}

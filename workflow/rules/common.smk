@@ -1,45 +1,51 @@
 # Shared definitions: config validation (before any job is planned), paths, per-job params.
-import json
 import os
+import sys
 
-import yaml
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from cosmo_sbi.config import check_config
+from cosmo_sbi.config import (
+    check_single_configfile_flag,
+    load_config,
+    write_snapshot,
+)
 from cosmo_sbi.design import SETS, simulation_ids
 from cosmo_sbi.models import MODEL_NAMES
+from cosmo_sbi.models.build import check_models
 
 min_version("9.0")
-
-# Schema first (fills defaults), then the arithmetic checks; both raise before any job runs.
-validate(config, "../schemas/config.schema.yaml")
-check_config(config)
 
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 ENV = "../../envs/cosmo_sbi.yaml"
 
 
-def _write_config_snapshot(path: str) -> str:
-    """Write the validated, defaults-filled config that every job passes to the CLI.
+def _load_workflow_config() -> tuple[dict, list[str]]:
+    """The config as the CLI reads it, and the files merged (in order).
 
-    Written only when its content changes (atomically), so re-parsing the Snakefile in a
-    cluster job never touches it. Rules still depend on config values through params:.
+    Snakemake's own YAML reading is replaced by cosmo_sbi.config's (one loader: duplicate
+    keys refused, 1e13 a number, aliases bounded): config.yaml (configfile: above), then
+    every --configfile in order, then --config KEY=VALUE. A repeated --configfile flag, of
+    which Snakemake 9 keeps only the last, stops the run. Then the schema (defaults filled),
+    the arithmetic checks and each network's config: all before any job is planned.
     """
-    text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
-    if os.path.exists(path):
-        with open(path) as stream:
-            if stream.read() == text:
-                return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-    return path
+    check_single_configfile_flag(sys.argv[1:])
+    overlays = [str(path) for path in workflow.overwrite_configfiles]
+    files = [str(path) for path in workflow.configfiles if str(path) not in overlays]
+    files += overlays
+    merged = load_config(files, overrides=workflow.config_settings.config)
+    return check_models(merged), files
 
 
-CONFIG = _write_config_snapshot(f"{RESULTS}/config.yaml")
+_validated, CONFIG_FILES = _load_workflow_config()
+config.clear()
+config.update(_validated)
+
+# Content-addressed snapshot passed to every job (`--config {CONFIG}` in the shell
+# commands, not a param: its path changes with any value, the params name what each job
+# depends on). Written once, never modified, so another invocation in this folder (a dry
+# run, a run with other values) cannot change what running jobs read.
+CONFIG = str(write_snapshot(config, f"{RESULTS}/config", CONFIG_FILES))
 
 SIM_IDS = {name: simulation_ids(config["design"][name]["n_simulations"]) for name in SETS}
 

@@ -9,12 +9,13 @@ def dataset_inputs(set_name: str) -> list[str]:
 
 
 def dataset_mem_mb() -> int:
-    """Peak memory of a job holding the whole dataset: float32 inputs, twice, plus 1 GB."""
+    """Peak memory of a job holding the whole dataset: float32 inputs, three times (the
+    dataset stage builds the file in memory: cosmo_sbi.io.atomic_hdf5), plus 1 GB."""
     voxels = 1
     for size in config["histogram"]["bins"]:
         voxels *= size
     simulations = sum(len(ids) for ids in SIM_IDS.values())
-    return 1000 + (2 * 4 * voxels * simulations) // 2**20
+    return 1000 + (3 * 4 * voxels * simulations) // 2**20
 
 
 def training_uses_gpu() -> bool:

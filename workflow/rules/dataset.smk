@@ -10,7 +10,6 @@ rule dataset:
     output:
         f"{RESULTS}/dataset.h5",
     params:
-        config=CONFIG,
         dataset=config["dataset"],
         binning=config["histogram"],
         ranges=config["design"]["latin_hypercube"]["ranges"],
@@ -22,5 +21,5 @@ rule dataset:
         mem_mb=per_attempt(dataset_mem_mb()),
         runtime=per_attempt(30),
     shell:
-        "cosmo-sbi dataset --config {params.config} --latin-hypercube {input.latin_hypercube}"
+        "cosmo-sbi dataset --config {CONFIG} --latin-hypercube {input.latin_hypercube}"
         " --fiducial {input.fiducial} --output {output} > {log} 2>&1"

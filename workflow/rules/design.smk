@@ -8,7 +8,6 @@ rule design:
     output:
         f"{RESULTS}/design/{{set}}.ecsv",
     params:
-        config=CONFIG,
         seed=config["design"]["seed"],
         design=lambda wildcards: config["design"][wildcards.set],
         fixed=config["design"]["fixed"],
@@ -17,5 +16,5 @@ rule design:
     conda:
         ENV
     shell:
-        "cosmo-sbi design --config {params.config} --set {wildcards.set} --output {output}"
+        "cosmo-sbi design --config {CONFIG} --set {wildcards.set} --output {output}"
         " > {log} 2>&1"

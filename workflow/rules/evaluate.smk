@@ -20,7 +20,6 @@ rule evaluate:
             subcategory="{model}",
         ),
     params:
-        config=CONFIG,
         model_dir=lambda wildcards, input: os.path.dirname(input.weights),
         output_dir=lambda wildcards, output: os.path.dirname(output.metrics),
         device=TRAINING["device"],
@@ -34,6 +33,6 @@ rule evaluate:
         runtime=per_attempt(60),
         **gpu_resources(1),
     shell:
-        "OMP_NUM_THREADS={threads} cosmo-sbi evaluate --config {params.config}"
+        "OMP_NUM_THREADS={threads} cosmo-sbi evaluate --config {CONFIG}"
         " --model {wildcards.model} --dataset {input.dataset} --model-dir {params.model_dir}"
         " --output-dir {params.output_dir} > {log} 2>&1"

@@ -4,7 +4,6 @@ rule histogram:
     output:
         f"{RESULTS}/histograms/{{set}}/{{id}}.h5",
     params:
-        config=CONFIG,
         binning=config["histogram"],
     log:
         f"{LOGS}/histogram/{{set}}/{{id}}.log",
@@ -14,4 +13,4 @@ rule histogram:
         mem_mb=per_attempt(1000),
         runtime=per_attempt(5),
     shell:
-        "cosmo-sbi histogram --config {params.config} --input {input} --output {output} > {log} 2>&1"
+        "cosmo-sbi histogram --config {CONFIG} --input {input} --output {output} > {log} 2>&1"

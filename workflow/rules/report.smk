@@ -20,7 +20,6 @@ rule report:
             category="Report",
         ),
     params:
-        config=CONFIG,
         evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input],
         output_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
@@ -31,5 +30,5 @@ rule report:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(15),
     shell:
-        "cosmo-sbi report --config {params.config} --evaluations {params.evaluations}"
+        "cosmo-sbi report --config {CONFIG} --evaluations {params.evaluations}"
         " --output-dir {params.output_dir} > {log} 2>&1"

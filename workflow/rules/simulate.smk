@@ -11,7 +11,6 @@ if config["simulator"]["backend"] == "embedded":
         output:
             f"{RESULTS}/sims/{{set}}/{{id}}/lightcone.h5",
         params:
-            config=CONFIG,
             settings=simulation_settings(),
         log:
             f"{LOGS}/simulate/{{set}}/{{id}}.log",
@@ -22,7 +21,7 @@ if config["simulator"]["backend"] == "embedded":
             mem_mb=per_attempt(2000),
             runtime=per_attempt(10),
         shell:
-            "cosmo-sbi simulate --config {params.config} --design {input.design} --id {wildcards.id}"
+            "cosmo-sbi simulate --config {CONFIG} --design {input.design} --id {wildcards.id}"
             " --output {output} --threads {threads} > {log} 2>&1"
 
 else:
@@ -34,7 +33,6 @@ else:
         output:
             f"{PINOCCHIO_RUN}/parameter_file",
         params:
-            config=CONFIG,
             settings=simulation_settings(),
             run_dir=PINOCCHIO_RUN,
         log:
@@ -42,7 +40,7 @@ else:
         conda:
             ENV
         shell:
-            "cosmo-sbi pinocchio-setup --config {params.config} --design {input.design}"
+            "cosmo-sbi pinocchio-setup --config {CONFIG} --design {input.design}"
             " --id {wildcards.id} --run-dir {params.run_dir} > {log} 2>&1"
 
     rule pinocchio_run:
@@ -51,7 +49,6 @@ else:
         output:
             pinocchio_plc_outputs(PINOCCHIO_RUN),
         params:
-            config=CONFIG,
             run_dir=PINOCCHIO_RUN,
             # a function: the template's {placeholders} are not wildcards
             command=lambda wildcards: config["simulator"]["pinocchio"]["command"],
@@ -72,7 +69,7 @@ else:
             runtime=per_attempt(120),
         shell:
             # Inside a SLURM allocation the job's srun replaces simulator.pinocchio.command.
-            "cosmo-sbi pinocchio-run --config {params.config} --run-dir {params.run_dir}"
+            "cosmo-sbi pinocchio-run --config {CONFIG} --run-dir {params.run_dir}"
             " ${{SLURM_JOB_ID:+--command '{resources.mpi} -n {{tasks}} {{executable}}"
             " {{parameter_file}}'}} > {log} 2>&1"
 
@@ -83,12 +80,11 @@ else:
         output:
             f"{RESULTS}/sims/{{set}}/{{id}}/lightcone.h5",
         params:
-            config=CONFIG,
             run_dir=PINOCCHIO_RUN,
         log:
             f"{LOGS}/pinocchio_convert/{{set}}/{{id}}.log",
         conda:
             ENV
         shell:
-            "cosmo-sbi pinocchio-convert --config {params.config} --design {input.design}"
+            "cosmo-sbi pinocchio-convert --config {CONFIG} --design {input.design}"
             " --id {wildcards.id} --run-dir {params.run_dir} --output {output} > {log} 2>&1"

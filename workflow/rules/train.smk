@@ -21,7 +21,6 @@ rule train:
         history=f"{RESULTS}/models/{{model}}/history.csv",
         summary=f"{RESULTS}/models/{{model}}/training_summary.json",
     params:
-        config=CONFIG,
         settings=training_params,
         output_dir=lambda wildcards, output: os.path.dirname(output.weights),
         launcher=training_launcher(),
@@ -35,6 +34,6 @@ rule train:
         runtime=per_attempt(24 * 60),
         **gpu_resources(TRAINING["gpus"]),
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train --config {params.config}"
+        "OMP_NUM_THREADS={threads} {params.launcher} train --config {CONFIG}"
         " --model {wildcards.model} --dataset {input} --output-dir {params.output_dir}"
         " > {log} 2>&1"

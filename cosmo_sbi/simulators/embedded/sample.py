@@ -83,12 +83,12 @@ class BinnedMassFunction:
         cells of ``cell_volume`` [(Mpc/h)^3]."""
         if min_mass < halos.CALIBRATED_MASS_MSUN_H[0]:
             warnings.warn(
-                f"simulator.embedded.min_mass_msun_h = {min_mass:g} is below the lowest mass "
-                f"of the Tinker fits ({halos.CALIBRATED_MASS_MSUN_H[0]:g} Msun/h): the mass "
+                f"simulator.embedded.lowest_halo_mass_msun_h = {min_mass:g} is below the lowest "
+                f"mass of the Tinker fits ({halos.CALIBRATED_MASS_MSUN_H[0]:g} Msun/h): the mass "
                 "function and bias are extrapolated", UserWarning, stacklevel=2)
         if min_mass >= MAXIMUM_MASS_MSUN_H:
-            raise ValueError(f"simulator.embedded.min_mass_msun_h = {min_mass:g}: expected "
-                             f"< {MAXIMUM_MASS_MSUN_H:g} Msun/h")
+            raise ValueError(f"simulator.embedded.lowest_halo_mass_msun_h = {min_mass:g}: "
+                             f"expected < {MAXIMUM_MASS_MSUN_H:g} Msun/h")
         count = math.ceil(math.log10(MAXIMUM_MASS_MSUN_H / min_mass) / MASS_STEP_DEX)
         ln_edges = math.log(min_mass) + np.arange(count + 1) * (MASS_STEP_DEX * math.log(10))
         z = np.linspace(z_min, z_max, _REDSHIFT_NODES)
@@ -218,9 +218,10 @@ class HaloSampler:
         if largest > MAX_CELL_RATE:
             raise ValueError(
                 f"sample mode: up to {largest:.0f} halos per cell expected above "
-                f"simulator.embedded.min_mass_msun_h = {np.exp(mass_function.ln_mass_edges[0]):g}"
-                f"; the per-cell Poisson sampler needs < {MAX_CELL_RATE:g}: raise "
-                "min_mass_msun_h or simulator.embedded.grid_size")
+                "simulator.embedded.lowest_halo_mass_msun_h = "
+                f"{np.exp(mass_function.ln_mass_edges[0]):g}; the per-cell Poisson sampler "
+                f"needs < {MAX_CELL_RATE:g}: raise "
+                "lowest_halo_mass_msun_h or simulator.embedded.grid_size")
 
     def __call__(self, cells: np.ndarray, z: np.ndarray,
                  delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

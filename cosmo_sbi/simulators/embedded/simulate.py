@@ -72,7 +72,7 @@ class EmbeddedSettings:
         settings = cls(mode=str(section["mode"]), grid_size=int(section["grid_size"]),
                        box_size_mpc_h=float(section["box_size_mpc_h"]),
                        lpt_smoothing_mpc_h=float(section["lpt_smoothing_mpc_h"]),
-                       min_mass_msun_h=float(section["min_mass_msun_h"]))
+                       min_mass_msun_h=float(section["lowest_halo_mass_msun_h"]))
         if settings.mode not in MODES:
             raise ValueError(f"simulator.embedded.mode: expected one of {MODES}, "
                              f"got {settings.mode!r}")
