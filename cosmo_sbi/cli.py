@@ -52,6 +52,15 @@ def _pinocchio_convert(args: argparse.Namespace, config: Config) -> None:
     convert_run(config, read_design_row(args.design, args.id), args.run_dir, args.output)
 
 
+def _calibrate_mass_function(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.mass_calibration import write_calibration
+
+    model = args.model or config["simulator"]["embedded"]["mass_function"]
+    ratio = write_calibration(args.run_dir, model, args.output, degree=args.degree)
+    logging.getLogger(__name__).info("n_PINOCCHIO / n_%s fitted: %s; wrote %s", model, ratio,
+                                     args.output)
+
+
 def _histogram(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.histogram import histogram_lightcone_file
 
@@ -133,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_design_row_args(sub)
     sub.add_argument("--run-dir", required=True, type=Path)
     sub.add_argument("--output", required=True, type=Path, help="light-cone HDF5 to write")
+
+    sub = stage("calibrate-mass-function", _calibrate_mass_function,
+                "Reads PINOCCHIO run directories (parameter_file and pinocchio.<z>.run.mf.out); "
+                "writes a config overlay that makes the embedded sampler draw from the fitted "
+                "ratio n_PINOCCHIO / n_model times the model.")
+    sub.add_argument("--run-dir", nargs="+", required=True, type=Path)
+    sub.add_argument("--model", default=None,
+                     help="mass function to calibrate (default: "
+                          "simulator.embedded.mass_function)")
+    sub.add_argument("--degree", type=int, default=2, help="polynomial degree in log10 M")
+    sub.add_argument("--output", required=True, type=Path, help="config overlay YAML to write")
 
     sub = stage("histogram", _histogram,
                 "Reads a common light-cone file; writes the (RA, DEC, z_obs) halo-count "

@@ -145,7 +145,23 @@ def check_config(config: Config) -> Config:
     if config["simulator"]["backend"] == "pinocchio":
         check_executable(config["simulator"]["pinocchio"]["executable"])
         check_pinocchio_replication(config)
+    check_mass_function_ratio(config)
     return config
+
+
+def check_mass_function_ratio(config: Config) -> None:
+    """A fitted ratio n_PINOCCHIO / n_model applies only to the model it was fitted to."""
+    section = config["simulator"]["embedded"]
+    ratio = section.get("mass_function_ratio")
+    if not ratio:
+        return
+    if ratio["model"] != section["mass_function"]:
+        raise ConfigError(
+            f"simulator.embedded.mass_function_ratio: fitted to {ratio['model']!r}, but "
+            f"simulator.embedded.mass_function is {section['mass_function']!r}; expected the "
+            "same model (refit with cosmo-sbi calibrate-mass-function --model)")
+    _check_range("simulator.embedded.mass_function_ratio.mass_range_msun_h",
+                 ratio["mass_range_msun_h"])
 
 
 def check_pinocchio_replication(config: Config) -> None:
