@@ -8,6 +8,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/design.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/histogram.smk"
 include: "workflow/rules/common_learning.smk"
 include: "workflow/rules/dataset.smk"

@@ -30,6 +30,7 @@ from cosmo_sbi.simulators.embedded.sample import BinnedMassFunction
 from cosmo_sbi.simulators.embedded.simulate import EmbeddedSettings
 from cosmo_sbi.simulators.pinocchio_io import read_mass_function
 from tests.conftest import FIDUCIAL_PARAMETERS, REPO, make_config
+from tests.workflow_utils import run_snakemake, write_overlay
 
 RUNS = sorted((REPO / "tests/data/pinocchio/workflow128").iterdir())
 FIDUCIAL = Cosmology.from_params(FIDUCIAL_PARAMETERS)
@@ -178,3 +179,21 @@ def test_calibrated_cone_matches_its_fit(tmp_path: Path) -> None:
     overlay.write_text(yaml.safe_dump(mismatch))
     with pytest.raises(ConfigError, match="mass_function_ratio: fitted to 'watson13_fof'"):
         load_config([REPO / "config.yaml", overlay])
+
+
+@pytest.mark.slow
+def test_calibration_rule_fits_the_workflows_runs(tmp_path: Path) -> None:
+    """`snakemake results/calibration/mass_function.yaml` on the PINOCCHIO backend (the
+    stand-in writes the lc64 run's mass function): a config overlay for the sampler."""
+    overlay = write_overlay(tmp_path, {
+        "design": {"latin_hypercube": {"n_simulations": 1}, "fiducial": {"n_simulations": 1}},
+        "simulator": {"backend": "pinocchio", "pinocchio": {
+            "executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
+            "command": "{executable} {parameter_file}", "tasks": 1},
+            "embedded": {"mass_function": "watson13_fof"}}})
+    run_snakemake(tmp_path, overlay, "results/calibration/mass_function.yaml")
+    calibration = tmp_path / "results/calibration/mass_function.yaml"
+    config = load_config([REPO / "config.yaml", calibration])
+    ratio = MassFunctionRatio.from_config(config["simulator"]["embedded"]["mass_function_ratio"])
+    assert ratio.model == config["simulator"]["embedded"]["mass_function"] == "watson13_fof"
+    assert ratio.mass_range_msun_h[0] == pytest.approx(4.13e14, rel=1e-2)  # lc64: 64^3 run

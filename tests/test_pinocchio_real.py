@@ -15,7 +15,7 @@ import h5py
 import pytest
 import yaml
 
-from cosmo_sbi.config import deep_merge
+from cosmo_sbi.config import deep_merge, load_config
 from cosmo_sbi.lightcone import read_lightcone
 from tests.conftest import REPO
 from tests.pinocchio_log import echo_mismatches, plc_halo_count
@@ -51,7 +51,8 @@ def test_echo_check_reads_a_real_log(tmp_path: Path) -> None:
 def test_tiny_dag_on_real_pinocchio(tmp_path: Path) -> None:
     """tests/configs/tiny.yaml on the pinocchio backend, 64^3 in 500 Mpc/h (replicated,
     so allowed explicitly): every run's log echoes what was written, has no ERROR and
-    counts the light cone's halos; the DAG reaches the report."""
+    counts the light cone's halos; the DAG reaches the report, and the calibration rule
+    fits the runs' mass functions."""
     root = " --allow-run-as-root" if os.geteuid() == 0 else ""
     tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
     overlay = write_overlay(tmp_path, deep_merge(tiny, {
@@ -62,7 +63,7 @@ def test_tiny_dag_on_real_pinocchio(tmp_path: Path) -> None:
                        "{parameter_file}",
             "tasks": 2, "grid_size": 64, "box_size_mpc_h": 500.0, "max_mem_mb": 1000,
             "allow_replication": True}}}))
-    run_snakemake(tmp_path, overlay)
+    run_snakemake(tmp_path, overlay, "all", "results/calibration/mass_function.yaml")
     runs = sorted((tmp_path / "results/sims").glob("*/*/pinocchio"))
     assert len(runs) == 6
     for run in runs:
@@ -76,3 +77,7 @@ def test_tiny_dag_on_real_pinocchio(tmp_path: Path) -> None:
         with h5py.File(histogram) as stream:
             assert stream["counts"][...].sum() > 0, histogram
     assert (tmp_path / "results/report").is_dir()
+    # the calibration rule fits the runs' mass functions into a loadable overlay
+    calibration = load_config([REPO / "config.yaml", tmp_path / "results/calibration/"
+                               "mass_function.yaml"])
+    assert calibration["simulator"]["embedded"]["mass_function_ratio"]["model"] == "tinker08"
