@@ -61,6 +61,12 @@ def _calibrate_mass_function(args: argparse.Namespace, config: Config) -> None:
                                      args.output)
 
 
+def _cross_evaluate(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.cross_simulator import cross_evaluate
+
+    cross_evaluate(config, args.model_dir, args.dataset, args.histograms, args.set, args.output)
+
+
 def _histogram(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.histogram import histogram_lightcone_file
 
@@ -181,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--dataset", required=True, type=Path)
     sub.add_argument("--model-dir", required=True, type=Path)
     sub.add_argument("--output-dir", required=True, type=Path)
+
+    sub = stage("cross-evaluate", _cross_evaluate,
+                "Reads a trained model, its training dataset and histograms of one design "
+                "set made by another simulator; writes (JSON) the model's bias there and on "
+                "its own simulator, in units of its predicted sigma.")
+    sub.add_argument("--model-dir", required=True, type=Path)
+    sub.add_argument("--dataset", required=True, type=Path, help="the training dataset")
+    sub.add_argument("--histograms", nargs="+", required=True, type=Path)
+    sub.add_argument("--set", required=True, choices=["latin_hypercube", "fiducial"])
+    sub.add_argument("--output", required=True, type=Path, help="JSON file to write")
 
     sub = stage("report", _report,
                 "Reads evaluation folders; writes the side-by-side report (markdown, CSV, "
