@@ -15,10 +15,12 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/cross_simulator.smk"
 
 
 rule all:
     input:
         histogram_targets(),
         report_targets(),
+        cross_targets(),
     default_target: True

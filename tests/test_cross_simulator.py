@@ -8,16 +8,21 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+import yaml
 
 from cosmo_sbi import cli
+from cosmo_sbi.config import deep_merge
 from cosmo_sbi.cross_simulator import standardised_bias
 from cosmo_sbi.dataset import build_dataset
 from cosmo_sbi.design import design_table
 from cosmo_sbi.histogram import histogram_lightcone_file
 from cosmo_sbi.lightcone import lightcone_provenance, write_lightcone
 from cosmo_sbi.train import train_model
+from tests.conftest import REPO
 from tests.synthetic_histograms import small_config, toy_halos, write_histograms
+from tests.workflow_utils import run_snakemake, write_overlay
 
 
 def test_standardised_bias_known_answers() -> None:
@@ -85,3 +90,26 @@ def test_model_trained_on_one_toy_is_biased_on_the_other(tmp_path: Path) -> None
     error = np.hypot(omega_m["cross_bias_sigma_stderr"], omega_m["own_bias_sigma_stderr"])
     # measured: -1.08 +- 0.09 on the other toy vs +0.02 +- 0.08 on its own seeds
     assert shift < -0.5 and shift < -4 * error, omega_m
+
+
+@pytest.mark.slow
+def test_tiny_dag_evaluates_every_model_on_a_second_embedded_configuration(
+        tmp_path: Path) -> None:
+    """tests/configs/tiny.yaml trains on Tinker08 cones and is tested on the histograms of
+    a second workflow drawing from Watson13 (FoF), a stand-in for the other simulator."""
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    other, main = tmp_path / "watson", tmp_path / "main"
+    other.mkdir()
+    main.mkdir()
+    run_snakemake(other, write_overlay(other, deep_merge(tiny, {
+        "simulator": {"embedded": {"mass_function": "watson13_fof"}}})),
+        "--until", "histogram")
+    run_snakemake(main, write_overlay(main, deep_merge(tiny, {
+        "cross_simulator": {"watson": {"results": str(other / "results")}}})))
+    for model in ("cnn", "vit"):
+        report = json.loads((main / f"results/evaluation/{model}/cross/watson.json")
+                            .read_text())
+        assert report["n_cross"] == report["n_own"] == 2
+        assert report["trained_on"] == report["tested_on"] == "embedded"
+        assert all(values["cross_bias_sigma"] is not None
+                   for values in report["parameters"].values())
