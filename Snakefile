@@ -14,8 +14,8 @@ include: "workflow/rules/common_learning.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
 include: "workflow/rules/cross_simulator.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -110,3 +110,35 @@ def cross_evaluate(config: Config, model_dir: str | os.PathLike[str],
 
 def _number(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+CROSS_FOLDER = "cross"
+"""Sub-folder of a model's evaluation folder holding one ``<name>.json`` per other set."""
+
+
+def cross_markdown(evaluation_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Report section (markdown lines) of the cross evaluations found in the models'
+    evaluation folders; empty when there are none."""
+    rows = []
+    for directory in map(Path, evaluation_dirs):
+        for path in sorted((directory / CROSS_FOLDER).glob("*.json")):
+            report = json.loads(path.read_text())
+            cells = [f"{_signed(values['cross_bias_sigma'], values['cross_bias_sigma_stderr'])}"
+                     f" (own {_signed(values['own_bias_sigma'], values['own_bias_sigma_stderr'])})"
+                     for values in (report["parameters"][name] for name in PARAMETER_NAMES)]
+            rows.append(f"| {directory.name} | {path.stem}: {report['tested_on']}, "
+                        f"{report['n_cross']} {report['set']} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["", "## Trained on one simulator, tested on another", "",
+            "Bias of the predicted means in units of each model's own predicted sigma, "
+            "mean of (mean - truth) / sigma ± its standard error, on the other simulator's "
+            "histograms and (own) on the model's own fiducial seeds or test split.", "",
+            "| model | tested on | " + " | ".join(PARAMETER_NAMES) + " |",
+            "|" + "---|" * (2 + len(PARAMETER_NAMES)), *rows]
+
+
+def _signed(value: float | None, error: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2f}" + (f" ± {error:.2f}" if error is not None else "")

@@ -20,6 +20,7 @@ import numpy as np
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config
+from cosmo_sbi.cross_simulator import cross_markdown
 from cosmo_sbi.dataset import SPLITS
 from cosmo_sbi.evaluate import (
     COVERAGE_LEVELS,
@@ -203,6 +204,7 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
         "## Figures",
         "",
         *[f"- [{name}]({_link(path, output_dir)})" for name, path in comparison_figures.items()],
+        *cross_markdown([evaluation["directory"] for evaluation in evaluations]),
     ]
     for evaluation in evaluations:
         directory = Path(evaluation["directory"])

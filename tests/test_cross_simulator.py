@@ -96,7 +96,8 @@ def test_model_trained_on_one_toy_is_biased_on_the_other(tmp_path: Path) -> None
 def test_tiny_dag_evaluates_every_model_on_a_second_embedded_configuration(
         tmp_path: Path) -> None:
     """tests/configs/tiny.yaml trains on Tinker08 cones and is tested on the histograms of
-    a second workflow drawing from Watson13 (FoF), a stand-in for the other simulator."""
+    a second workflow drawing from Watson13 (FoF), a stand-in for the other simulator;
+    the report shows the biases."""
     tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
     other, main = tmp_path / "watson", tmp_path / "main"
     other.mkdir()
@@ -113,3 +114,6 @@ def test_tiny_dag_evaluates_every_model_on_a_second_embedded_configuration(
         assert report["trained_on"] == report["tested_on"] == "embedded"
         assert all(values["cross_bias_sigma"] is not None
                    for values in report["parameters"].values())
+    summary = (main / "results/report/summary.md").read_text()
+    assert "## Trained on one simulator, tested on another" in summary
+    assert "| cnn | watson: embedded, 2 fiducial |" in summary

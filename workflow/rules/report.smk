@@ -7,7 +7,9 @@ localrules:
 
 rule report:
     input:
-        expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=TRAINING["models"]),
+        metrics=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json",
+                       model=TRAINING["models"]),
+        cross=cross_targets(),  # shown in the summary when cross_simulator is set
     output:
         summary=report(f"{RESULTS}/report/summary.md", caption="../report/summary.rst",
                        category="Report"),
@@ -21,7 +23,7 @@ rule report:
         ),
     params:
         config=CONFIG,
-        evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input],
+        evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
         output_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
         f"{LOGS}/report.log",
