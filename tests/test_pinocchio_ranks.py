@@ -108,7 +108,8 @@ def test_stand_in_mpirun_starts_ranks(tmp_path: Path) -> None:
     """The stand-in launcher runs N copies with their ranks (what the test above relies on)."""
     import subprocess
 
-    script = "import os; print(os.environ['OMPI_COMM_WORLD_RANK'])"
+    # one write() per process: lines of concurrent processes never interleave in the pipe
+    script = "import os; os.write(1, (os.environ['OMPI_COMM_WORLD_RANK'] + '\\n').encode())"
     result = subprocess.run([str(FAKE / "mpirun"), "-np", "3", sys.executable, "-c", script],
                             capture_output=True, text=True, check=True)
     assert sorted(result.stdout.split()) == ["0", "1", "2"]
