@@ -8,11 +8,13 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/design.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/histogram.smk"
 include: "workflow/rules/common_learning.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/cross_simulator.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -20,4 +22,5 @@ rule all:
     input:
         histogram_targets(),
         report_targets(),
+        cross_targets(),
     default_target: True

@@ -54,6 +54,21 @@ def _pinocchio_convert(args: argparse.Namespace, config: Config) -> None:
     convert_run(config, read_design_row(args.design, args.id), args.run_dir, args.output)
 
 
+def _calibrate_mass_function(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.mass_calibration import write_calibration
+
+    model = args.model or config["simulator"]["embedded"]["mass_function"]
+    ratio = write_calibration(args.run_dir, model, args.output, degree=args.degree)
+    logging.getLogger(__name__).info("n_PINOCCHIO / n_%s fitted: %s; wrote %s", model, ratio,
+                                     args.output)
+
+
+def _cross_evaluate(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.cross_simulator import cross_evaluate
+
+    cross_evaluate(config, args.model_dir, args.dataset, args.histograms, args.set, args.output)
+
+
 def _histogram(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.histogram import histogram_lightcone_file
 
@@ -136,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--run-dir", required=True, type=Path)
     sub.add_argument("--output", required=True, type=Path, help="light-cone HDF5 to write")
 
+    sub = stage("calibrate-mass-function", _calibrate_mass_function,
+                "Reads PINOCCHIO run directories (parameter_file and pinocchio.<z>.run.mf.out); "
+                "writes a config overlay that makes the embedded sampler draw from the fitted "
+                "ratio n_PINOCCHIO / n_model times the model.")
+    sub.add_argument("--run-dir", nargs="+", required=True, type=Path)
+    sub.add_argument("--model", default=None,
+                     help="mass function to calibrate (default: "
+                          "simulator.embedded.mass_function)")
+    sub.add_argument("--degree", type=int, default=2, help="polynomial degree in log10 M")
+    sub.add_argument("--output", required=True, type=Path, help="config overlay YAML to write")
+
     sub = stage("histogram", _histogram,
                 "Reads a common light-cone file; writes the (RA, DEC, z_obs) halo-count "
                 "histogram (HDF5) with the configured binning and mass cut.")
@@ -163,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--dataset", required=True, type=Path)
     sub.add_argument("--model-dir", required=True, type=Path)
     sub.add_argument("--output-dir", required=True, type=Path)
+
+    sub = stage("cross-evaluate", _cross_evaluate,
+                "Reads a trained model, its training dataset and histograms of one design "
+                "set made by another simulator; writes (JSON) the model's bias there and on "
+                "its own simulator, in units of its predicted sigma.")
+    sub.add_argument("--model-dir", required=True, type=Path)
+    sub.add_argument("--dataset", required=True, type=Path, help="the training dataset")
+    sub.add_argument("--histograms", nargs="+", required=True, type=Path)
+    sub.add_argument("--set", required=True, choices=["latin_hypercube", "fiducial"])
+    sub.add_argument("--output", required=True, type=Path, help="JSON file to write")
 
     sub = stage("report", _report,
                 "Reads evaluation folders; writes the side-by-side report (markdown, CSV, "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import yaml
 
 from cosmo_sbi import PARAMETER_NAMES
@@ -295,6 +296,8 @@ def check_config(config: Config) -> Config:
     check_command_template(config["simulator"]["pinocchio"]["command"])
     if config["simulator"]["backend"] == "pinocchio":
         check_executable(config["simulator"]["pinocchio"]["executable"])
+        check_pinocchio_replication(config)
+    check_mass_function_ratio(config)
     return config
 
 
@@ -333,6 +336,44 @@ def check_command_template(template: str, field: str = "simulator.pinocchio.comm
         raise ConfigError(f"{field}: {template!r} lacks "
                           f"{', '.join('{' + name + '}' for name in missing)}; expected e.g. "
                           "'mpirun -np {tasks} {executable} {parameter_file}'")
+
+
+def check_mass_function_ratio(config: Config) -> None:
+    """A fitted ratio n_PINOCCHIO / n_model applies only to the model it was fitted to."""
+    section = config["simulator"]["embedded"]
+    ratio = section.get("mass_function_ratio")
+    if not ratio:
+        return
+    if ratio["model"] != section["mass_function"]:
+        raise ConfigError(
+            f"simulator.embedded.mass_function_ratio: fitted to {ratio['model']!r}, but "
+            f"simulator.embedded.mass_function is {section['mass_function']!r}; expected the "
+            "same model (refit with cosmo-sbi calibrate-mass-function --model)")
+    _check_range("simulator.embedded.mass_function_ratio.mass_range_msun_h",
+                 ratio["mass_range_msun_h"])
+
+
+def check_pinocchio_replication(config: Config) -> None:
+    """Refuse a PINOCCHIO box smaller than the cone at the prior's extreme cosmologies
+    (PINOCCHIO tiles the box, so halos would repeat inside the window), unless
+    ``simulator.pinocchio.allow_replication`` is true. Same geometry as the embedded
+    simulator, which always refuses such a box."""
+    from cosmo_sbi.simulators.embedded.geometry import largest_cone_extent
+
+    section = config["simulator"]["pinocchio"]
+    if section["allow_replication"]:
+        return
+    extent, cosmo = largest_cone_extent(config)
+    box = section["box_size_mpc_h"]
+    if np.max(extent) > box:
+        raise ConfigError(
+            f"simulator.pinocchio.box_size_mpc_h = {box:g} is smaller than the light cone: at "
+            f"Omega_m = {cosmo.Omega_m:.4g}, w0 = {cosmo.w0:.4g}, wa = {cosmo.wa:.4g} (a corner "
+            f"of the prior) the window spans {extent[0]:.0f} (depth) x {extent[1]:.0f} x "
+            f"{extent[2]:.0f} Mpc/h, so PINOCCHIO would replicate the box and repeat halos "
+            f"inside the window; expected box_size_mpc_h >= {np.ceil(np.max(extent)):.0f}, or "
+            "simulator.pinocchio.allow_replication: true to accept repeated halos"
+        )
 
 
 def window_corner_angle_deg(ra_deg: list[float], dec_deg: list[float]) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,17 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def predict_scaled(model: torch.nn.Module, data: DatasetFile, device: torch.device,
+def predict_scaled(model: torch.nn.Module, read_inputs: Callable[[np.ndarray], np.ndarray],
+                   count: int, device: torch.device,
                    batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sigma (N, 6) in the unit prior box for every row of ``data``, in batches."""
+    """Mean and sigma (N, 6) in the unit prior box of ``count`` inputs, in batches;
+    ``read_inputs(rows)`` gives the inputs (len(rows), 1, D, D, D) of row indices ``rows``
+    (e.g. ``DatasetFile.read_inputs``)."""
     model.eval()
     means, sigmas = [], []
-    for start in range(0, len(data.ids), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(data.ids)))
-        x = torch.as_tensor(data.read_inputs(rows), device=device)
+    for start in range(0, count, batch_size):
+        rows = np.arange(start, min(start + batch_size, count))
+        x = torch.as_tensor(read_inputs(rows), device=device)
         mean, log_var = model(x)[:2]
         means.append(mean.double().cpu().numpy())
         sigmas.append(torch.exp(0.5 * log_var.double()).cpu().numpy())
@@ -123,7 +126,7 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     model = load_trained(model_dir, map_location=device)
     training_summary = read_training_summary(model_dir / TRAINING_SUMMARY_FILE)
     data = read_dataset(dataset_path)
-    mean_scaled, sigma_scaled = predict_scaled(model, data, device,
+    mean_scaled, sigma_scaled = predict_scaled(model, data.read_inputs, len(data.ids), device,
                                                config["training"]["batch_size"])
     table = predictions_table(data, mean_scaled, sigma_scaled)
     metrics = write_evaluation(config, model_name, table, training_summary, model_dir,

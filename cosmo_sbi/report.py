@@ -19,6 +19,7 @@ import numpy as np
 
 from cosmo_sbi import PARAMETER_NAMES, plots
 from cosmo_sbi.config import Config
+from cosmo_sbi.cross_simulator import cross_markdown
 from cosmo_sbi.dataset import SPLITS
 from cosmo_sbi.io import atomic_path
 from cosmo_sbi.metrics import COVERAGE_LEVELS
@@ -196,6 +197,7 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
         "## Figures",
         "",
         *[f"- [{name}]({_link(path, output_dir)})" for name, path in comparison_figures.items()],
+        *cross_markdown([evaluation["directory"] for evaluation in evaluations]),
     ]
     for evaluation in evaluations:
         directory = Path(evaluation["directory"])

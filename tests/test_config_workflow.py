@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import REPO
 from tests.workflow_utils import TINY_OVERLAY, snakemake_env, write_overlay
 
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
+TINY = REPO / "config" / "tiny.yaml"
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -111,7 +111,8 @@ def _pinocchio_overlay(folder: Path) -> Path:
         "simulator": {"backend": "pinocchio",
                       "pinocchio": {"executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
                                     "command": "{executable} {parameter_file}",
-                                    "tasks": 2, "grid_size": 64, "box_size_mpc_h": 500.0}},
+                                    "tasks": 2, "grid_size": 64, "box_size_mpc_h": 500.0,
+                                    "allow_replication": True}},
     }
     return write_overlay(folder, overlay)
 

@@ -57,8 +57,9 @@ POWER_TABLE_K_H_MPC = np.geomspace(1e-4, 100.0, 1000)
 """Wavenumbers [h/Mpc] of the tabulated P(k): the range PINOCCHIO needs, log-spaced."""
 MAX_RANDOM_SEED = 2**31 - 1
 """RandomSeed is a C int; seeds are reduced to 1 .. MAX_RANDOM_SEED."""
-PLC_FIELDS = ("truez", "pos", "vel", "mass", "obsz")
-"""Light-cone fields the converter needs (positions: a LIGHT_OUTPUT build is refused)."""
+PLC_FIELDS = ("name", "truez", "pos", "vel", "mass", "obsz")
+"""Light-cone fields the converter needs (positions: a LIGHT_OUTPUT build is refused; names
+identify the periodic repeats of a halo)."""
 
 ParameterValue = str | int | float | bool | tuple[float, ...]
 
@@ -340,6 +341,23 @@ def check_plc_complete(run_dir: Path, count: int, files: list[Path]) -> None:
             "pinocchio-run for this simulation")
 
 
+def repeated_fraction(config: Config, names: np.ndarray, ra: np.ndarray, dec: np.ndarray,
+                      z_obs: np.ndarray) -> tuple[float, int]:
+    """Fraction of the histogram window's halos that repeat another halo of the window
+    (PINOCCHIO's periodic replicas share the halo's name), and the window's halo count.
+
+    ``1 - unique names / halos`` over halos with RA, DEC [deg] and z_obs in the half-open
+    ``histogram`` ranges; 0 for an empty window.
+    """
+    hist = config["histogram"]
+    inside = np.ones(len(names), dtype=bool)
+    for values, (low, high) in ((ra, hist["ra_deg"]), (dec, hist["dec_deg"]),
+                                (z_obs, hist["z_obs"])):
+        inside &= (values >= low) & (values < high)
+    count = int(inside.sum())
+    return (1.0 - np.unique(names[inside]).size / count if count else 0.0), count
+
+
 def convert_run(config: Config, row: Mapping[str, Any], run_dir: str | os.PathLike[str],
                 output: str | os.PathLike[str]) -> None:
     """Convert the light cone of a finished run to the common light-cone file ``output``.
@@ -347,7 +365,9 @@ def convert_run(config: Config, row: Mapping[str, Any], run_dir: str | os.PathLi
     RA/DEC come from the positions (cone axis +x), not from PINOCCHIO's theta/phi;
     z_cos = truez, z_obs = obsz (with the line-of-sight velocity). The run's parameter file
     must be the one :func:`setup_run` writes for ``row`` with this config, so the provenance
-    cannot name another cosmology or seed than the halos have.
+    cannot name another cosmology or seed than the halos have. The provenance records
+    ``pinocchio_repeated_fraction`` (:func:`repeated_fraction`); a non-zero one is logged
+    as a warning.
     """
     section = config["simulator"]["pinocchio"]
     run_dir = Path(run_dir)
@@ -369,5 +389,13 @@ def convert_run(config: Config, row: Mapping[str, Any], run_dir: str | os.PathLi
              "mass": plc["mass"], "pos": plc["pos"], "vel": plc["vel"]}
     attrs = lightcone_provenance(row, "pinocchio", section)
     attrs["pinocchio_parameter_file"] = written
+    fraction, in_window = repeated_fraction(config, plc["name"], ra, dec, plc["obsz"])
+    attrs["pinocchio_repeated_fraction"] = fraction
+    if fraction > 0:
+        log.warning("%.1f%% of the %d halos in the histogram window repeat another halo of "
+                       "the window (the %g Mpc/h box is replicated to fill the cone; "
+                       "simulator.pinocchio.allow_replication is %s)", 100 * fraction,
+                       in_window, section["box_size_mpc_h"],
+                       str(section["allow_replication"]).lower())
     write_lightcone(output, halos, attrs)
     log.info("wrote %d light-cone halos to %s", len(plc), output)

@@ -41,11 +41,13 @@ _validated, CONFIG_FILES = _load_workflow_config()
 config.clear()
 config.update(_validated)
 
-# Content-addressed snapshot passed to every job (`--config {CONFIG}` in the shell
-# commands, not a param: its path changes with any value, the params name what each job
-# depends on). Written once, never modified, so another invocation in this folder (a dry
-# run, a run with other values) cannot change what running jobs read.
+# Content-addressed snapshot passed to every job as `--config "$COSMO_SBI_CONFIG"` (an
+# environment variable of this Snakemake process, inherited by every job's shell; not a
+# param: its path changes with any value, the params name what each job depends on).
+# Written once, never modified, so another invocation in this folder (a dry run, a run
+# with other values) cannot change what running jobs read.
 CONFIG = str(write_snapshot(config, f"{RESULTS}/config", CONFIG_FILES))
+os.environ.update(COSMO_SBI_CONFIG=CONFIG)
 
 SIM_IDS = {name: simulation_ids(config["design"][name]["n_simulations"]) for name in SETS}
 

@@ -1,5 +1,6 @@
 # Shared definitions of the learning stages (dataset, train, evaluate, report): inputs,
 # per-job params and resources. Functions only (rules live in the per-stage files).
+import glob
 
 TRAINING = config["training"]
 
@@ -42,3 +43,23 @@ def gpu_resources(count: int) -> dict:
 
 def report_targets() -> list[str]:
     return [f"{RESULTS}/report/summary.md", f"{RESULTS}/report/comparison.csv"]
+
+
+# Train on one simulator, test on the other (cross_simulator.smk).
+CROSS = config["cross_simulator"]
+
+
+def cross_histograms(wildcards) -> list[str]:
+    """The other results' histograms of the entry's design set (found at parse time)."""
+    entry = CROSS[wildcards.cross]
+    folder = os.path.join(entry["results"], "histograms", entry["set"])
+    paths = sorted(glob.glob(os.path.join(folder, "*.h5")))
+    if not paths:
+        raise ValueError(f"cross_simulator.{wildcards.cross}.results: no histograms in "
+                         f"{folder}; run that workflow (at least --until histogram) first")
+    return paths
+
+
+def cross_targets() -> list[str]:
+    return [f"{RESULTS}/evaluation/{model}/cross/{name}.json"
+            for model in TRAINING["models"] for name in CROSS]

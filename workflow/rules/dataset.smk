@@ -21,5 +21,5 @@ rule dataset:
         mem_mb=per_attempt(dataset_mem_mb()),
         runtime=per_attempt(30),
     shell:
-        "cosmo-sbi dataset --config {CONFIG} --latin-hypercube {input.latin_hypercube}"
+        "cosmo-sbi dataset --config \"$COSMO_SBI_CONFIG\" --latin-hypercube {input.latin_hypercube}"
         " --fiducial {input.fiducial} --output {output} > {log} 2>&1"

@@ -16,5 +16,5 @@ rule design:
     conda:
         ENV
     shell:
-        "cosmo-sbi design --config {CONFIG} --set {wildcards.set} --output {output}"
+        "cosmo-sbi design --config \"$COSMO_SBI_CONFIG\" --set {wildcards.set} --output {output}"
         " > {log} 2>&1"

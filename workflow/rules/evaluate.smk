@@ -33,6 +33,6 @@ rule evaluate:
         runtime=per_attempt(60),
         **gpu_resources(1),
     shell:
-        "OMP_NUM_THREADS={threads} cosmo-sbi evaluate --config {CONFIG}"
+        "OMP_NUM_THREADS={threads} cosmo-sbi evaluate --config \"$COSMO_SBI_CONFIG\""
         " --model {wildcards.model} --dataset {input.dataset} --model-dir {params.model_dir}"
         " --output-dir {params.output_dir} > {log} 2>&1"

@@ -13,4 +13,4 @@ rule histogram:
         mem_mb=per_attempt(1000),
         runtime=per_attempt(5),
     shell:
-        "cosmo-sbi histogram --config {CONFIG} --input {input} --output {output} > {log} 2>&1"
+        "cosmo-sbi histogram --config \"$COSMO_SBI_CONFIG\" --input {input} --output {output} > {log} 2>&1"

@@ -7,7 +7,9 @@ localrules:
 
 rule report:
     input:
-        expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=TRAINING["models"]),
+        metrics=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json",
+                       model=TRAINING["models"]),
+        cross=cross_targets(),  # shown in the summary when cross_simulator is set
     output:
         summary=report(f"{RESULTS}/report/summary.md", caption="../report/summary.rst",
                        category="Report"),
@@ -20,7 +22,7 @@ rule report:
             category="Report",
         ),
     params:
-        evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input],
+        evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
         output_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
         f"{LOGS}/report.log",
@@ -30,5 +32,5 @@ rule report:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(15),
     shell:
-        "cosmo-sbi report --config {CONFIG} --evaluations {params.evaluations}"
+        "cosmo-sbi report --config \"$COSMO_SBI_CONFIG\" --evaluations {params.evaluations}"
         " --output-dir {params.output_dir} > {log} 2>&1"

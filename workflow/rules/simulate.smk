@@ -21,10 +21,11 @@ if config["simulator"]["backend"] == "embedded":
             mem_mb=per_attempt(2000),
             runtime=per_attempt(10),
         shell:
-            "cosmo-sbi simulate --config {CONFIG} --design {input.design} --id {wildcards.id}"
+            "cosmo-sbi simulate --config \"$COSMO_SBI_CONFIG\" --design {input.design} --id {wildcards.id}"
             " --output {output} --threads {threads} > {log} 2>&1"
 
 else:
+    PINOCCHIO = config["simulator"]["pinocchio"]
     PINOCCHIO_RUN = f"{RESULTS}/sims/{{set}}/{{id}}/pinocchio"
 
     rule pinocchio_setup:
@@ -40,7 +41,7 @@ else:
         conda:
             ENV
         shell:
-            "cosmo-sbi pinocchio-setup --config {CONFIG} --design {input.design}"
+            "cosmo-sbi pinocchio-setup --config \"$COSMO_SBI_CONFIG\" --design {input.design}"
             " --id {wildcards.id} --run-dir {params.run_dir} > {log} 2>&1"
 
     rule pinocchio_run:
@@ -51,25 +52,28 @@ else:
         params:
             run_dir=PINOCCHIO_RUN,
             # a function: the template's {placeholders} are not wildcards
-            command=lambda wildcards: config["simulator"]["pinocchio"]["command"],
+            command=lambda wildcards: PINOCCHIO["command"],
         log:
             f"{LOGS}/pinocchio_run/{{set}}/{{id}}.log",
         conda:
             ENV
-        threads: config["simulator"]["pinocchio"]["threads"]
+        # Every rank is a process of `threads` CPUs: a local run (--cores) counts them all,
+        # so two runs of 2 ranks never share 2 cores.
+        threads: PINOCCHIO["tasks"] * PINOCCHIO["threads"]
         resources:
-            tasks=config["simulator"]["pinocchio"]["tasks"],
-            mem_mb=per_attempt(config["simulator"]["pinocchio"]["tasks"]
-                               * config["simulator"]["pinocchio"]["max_mem_mb"]),
-            # SLURM (--profile slurm): an MPI job of `tasks` tasks (sbatch --ntasks) and
-            # MaxMem per task (--mem-per-cpu, so it holds across nodes), launched by srun.
-            mpi=lambda wildcards, threads: f"srun --cpus-per-task={threads}",
-            mem_mb_per_cpu=per_attempt(-(-config["simulator"]["pinocchio"]["max_mem_mb"]
-                                         // config["simulator"]["pinocchio"]["threads"])),
+            tasks=PINOCCHIO["tasks"],
+            mem_mb=per_attempt(PINOCCHIO["tasks"] * PINOCCHIO["max_mem_mb"]),
+            # SLURM (--profile slurm): an MPI job of `tasks` tasks (sbatch --ntasks) of
+            # `threads` CPUs each (--cpus-per-task, which the plugin would otherwise take
+            # from the job's threads = tasks x threads) and MaxMem per task
+            # (--mem-per-cpu, so it holds across nodes), launched by srun.
+            cpus_per_task=PINOCCHIO["threads"],
+            mpi=f"srun --cpus-per-task={PINOCCHIO['threads']}",
+            mem_mb_per_cpu=per_attempt(-(-PINOCCHIO["max_mem_mb"] // PINOCCHIO["threads"])),
             runtime=per_attempt(120),
         shell:
             # Inside a SLURM allocation the job's srun replaces simulator.pinocchio.command.
-            "cosmo-sbi pinocchio-run --config {CONFIG} --run-dir {params.run_dir}"
+            "cosmo-sbi pinocchio-run --config \"$COSMO_SBI_CONFIG\" --run-dir {params.run_dir}"
             " ${{SLURM_JOB_ID:+--command '{resources.mpi} -n {{tasks}} {{executable}}"
             " {{parameter_file}}'}} > {log} 2>&1"
 
@@ -86,5 +90,5 @@ else:
         conda:
             ENV
         shell:
-            "cosmo-sbi pinocchio-convert --config {CONFIG} --design {input.design}"
+            "cosmo-sbi pinocchio-convert --config \"$COSMO_SBI_CONFIG\" --design {input.design}"
             " --id {wildcards.id} --run-dir {params.run_dir} --output {output} > {log} 2>&1"

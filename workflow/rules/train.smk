@@ -34,6 +34,6 @@ rule train:
         runtime=per_attempt(24 * 60),
         **gpu_resources(TRAINING["gpus"]),
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train --config {CONFIG}"
+        "OMP_NUM_THREADS={threads} {params.launcher} train --config \"$COSMO_SBI_CONFIG\""
         " --model {wildcards.model} --dataset {input} --output-dir {params.output_dir}"
         " > {log} 2>&1"

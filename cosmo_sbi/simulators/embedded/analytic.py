@@ -1,5 +1,5 @@
-"""Analytic light-cone predictions from the Tinker fits, independent of any simulation:
-the expected halo count and the mean halo bias in a window."""
+"""Analytic light-cone predictions from the halo fits (cosmo_sbi.halos), independent of
+any simulation: the expected halo count and the mean halo bias in a window."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from scipy.integrate import simpson
 
 from cosmo_sbi import halos
 from cosmo_sbi.cosmology import HUBBLE_DISTANCE_MPC_H, Cosmology
+from cosmo_sbi.mass_calibration import MassFunctionRatio
 from cosmo_sbi.simulators.embedded.geometry import ConeWindow
 
 _REDSHIFT_NODES = 48
@@ -41,17 +42,21 @@ def _mass_grid(min_mass: float, max_mass: float) -> np.ndarray:
 
 def _tinker(function, cosmo: Cosmology, mass: np.ndarray, z: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Tinker fits extrapolated: mass")
+        warnings.filterwarnings("ignore", message="halo fits extrapolated: mass")
         return function(cosmo, mass, z)
 
 
 def expected_halo_count(cosmo: Cosmology, window: ConeWindow, min_mass: float,
-                        max_mass: float = 1e16) -> float:
+                        max_mass: float = 1e16, mass_function: str = "tinker08",
+                        ratio: MassFunctionRatio | None = None) -> float:
     """Mean number of halos with min_mass <= M < max_mass [Msun/h] in the window (in
-    z_cos), from the Tinker et al. (2008) mass function."""
+    z_cos), from ``mass_function`` (Tinker et al. 2008 by default) times ``ratio``."""
     z, volume_weights = _redshift_quadrature(cosmo, window)
     mass = _mass_grid(min_mass, max_mass)
-    density = simpson(_tinker(halos.tinker08_dndlnm, cosmo, mass, z), x=np.log(mass), axis=-1)
+    dndlnm = _tinker(lambda c, m, zz: halos.dndlnm(c, m, zz, mass_function), cosmo, mass, z)
+    if ratio is not None:
+        dndlnm = dndlnm * ratio(mass, z)
+    density = simpson(dndlnm, x=np.log(mass), axis=-1)
     return float(np.sum(volume_weights * density))
 
 

@@ -75,6 +75,35 @@ class ConeWindow:
         return points.min(axis=0), points.max(axis=0)
 
 
+def cone_extent(window: ConeWindow, cosmo: Cosmology) -> np.ndarray:
+    """Size (3,) [Mpc/h] of the cone's axis-aligned bounding box: depth along the axis,
+    then the two widths. A periodic box of side L holds the window without repeating a
+    halo exactly when every size is <= L (two points of the window then never differ by
+    a lattice vector)."""
+    lower, upper = window.bounding_box(cosmo)
+    return upper - lower
+
+
+def largest_cone_extent(config: Config) -> tuple[np.ndarray, Cosmology]:
+    """Largest cone size (3,) [Mpc/h] over the prior's extreme cosmologies, and that
+    cosmology.
+
+    Distances depend on Omega_m, w0 and wa only (in Mpc/h) and change monotonically with
+    each (E(z) rises with each of them while w < 0), so the extremes are the corners of
+    the Latin-hypercube ranges; the fiducial cosmology is checked too.
+    """
+    ranges = config["design"]["latin_hypercube"]["ranges"]
+    fiducial = {**config["design"]["fiducial"]["parameters"], **config["design"]["fixed"]}
+    window = ConeWindow.from_config(config)
+    candidates = [Cosmology.from_params(fiducial)]
+    for omega_m, w0, wa in itertools.product(ranges["Omega_m"], ranges["w0"], ranges["wa"]):
+        candidates.append(Cosmology.from_params({**fiducial, "Omega_m": omega_m, "w0": w0,
+                                                 "wa": wa}))
+    extents = [cone_extent(window, cosmo) for cosmo in candidates]
+    largest = int(np.argmax([np.max(extent) for extent in extents]))
+    return extents[largest], candidates[largest]
+
+
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     """Unit vectors (N, 3) towards (RA, DEC) [deg] in the observer frame (axis +x)."""
     ra, dec = np.radians(ra_deg), np.radians(dec_deg)

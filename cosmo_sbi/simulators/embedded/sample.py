@@ -1,6 +1,7 @@
-"""``sample`` mode: halos drawn cell by cell from the Tinker et al. (2008) mass function
-with a Lagrangian-bias weight, so the mean mass function is exact and the large-scale
-bias is Tinker et al. (2010)'s.
+"""``sample`` mode: halos drawn cell by cell from a fitted mass function
+(``simulator.embedded.mass_function``: Tinker et al. 2008 by default, times the fitted
+PINOCCHIO ratio when ``mass_function_ratio`` is set) with a Lagrangian-bias weight, so
+the mean mass function is exact and the large-scale bias is Tinker et al. (2010)'s.
 
 For a Lagrangian cell of volume V at light-cone redshift z, the mean number of halos in
 the mass bin b is
@@ -36,6 +37,7 @@ import numpy as np
 
 from cosmo_sbi import halos
 from cosmo_sbi.cosmology import Cosmology
+from cosmo_sbi.mass_calibration import MassFunctionRatio
 from cosmo_sbi.simulators.embedded.initial_conditions import hashed_uniform
 
 MASS_STEP_DEX = 0.05
@@ -77,14 +79,16 @@ class BinnedMassFunction:
     @classmethod
     def build(cls, cosmo: Cosmology, min_mass: float, z_min: float, z_max: float,
               radii: tuple[float, ...], variances: tuple[float, ...],
-              cell_volume: float) -> BinnedMassFunction:
+              cell_volume: float, mass_function: str = "tinker08",
+              ratio: MassFunctionRatio | None = None) -> BinnedMassFunction:
         """Tabulate for masses above ``min_mass`` [Msun/h] and ``z_min <= z <= z_max``;
         ``radii`` [Mpc/h] (ascending) with the grid ``variances`` of the bias fields, for
-        cells of ``cell_volume`` [(Mpc/h)^3]."""
+        cells of ``cell_volume`` [(Mpc/h)^3]; dn/dlnM of ``mass_function`` (a
+        halos.MASS_FUNCTIONS key) times ``ratio`` (if any)."""
         if min_mass < halos.CALIBRATED_MASS_MSUN_H[0]:
             warnings.warn(
                 f"simulator.embedded.lowest_halo_mass_msun_h = {min_mass:g} is below the lowest "
-                f"mass of the Tinker fits ({halos.CALIBRATED_MASS_MSUN_H[0]:g} Msun/h): the mass "
+                f"mass of the fits ({halos.CALIBRATED_MASS_MSUN_H[0]:g} Msun/h): the mass "
                 "function and bias are extrapolated", UserWarning, stacklevel=2)
         if min_mass >= MAXIMUM_MASS_MSUN_H:
             raise ValueError(f"simulator.embedded.lowest_halo_mass_msun_h = {min_mass:g}: "
@@ -96,8 +100,10 @@ class BinnedMassFunction:
         with warnings.catch_warnings():
             # Only the rare tail above the calibrated 1e15 Msun/h is extrapolated here; the
             # lower end is checked above, Omega_m and z still warn.
-            warnings.filterwarnings("ignore", message="Tinker fits extrapolated: mass")
-            nodes = halos.tinker08_dndlnm(cosmo, np.exp(ln_edges), z)  # (Z, B + 1)
+            warnings.filterwarnings("ignore", message="halo fits extrapolated: mass")
+            nodes = halos.dndlnm(cosmo, np.exp(ln_edges), z, mass_function)  # (Z, B + 1)
+            if ratio is not None:
+                nodes = nodes * ratio(np.exp(ln_edges), z)
             lagrangian_bias = halos.tinker10_bias(cosmo, centres, z) - 1.0
         step = ln_edges[1] - ln_edges[0]
         log_ratio = np.log(nodes[:, 1:] / nodes[:, :-1])

@@ -20,6 +20,7 @@ from cosmo_sbi.lightcone import (
     radec_from_cartesian,
     write_lightcone,
 )
+from cosmo_sbi.mass_calibration import MassFunctionRatio
 from cosmo_sbi.simulators.embedded.geometry import (
     ConeCells,
     ConeWindow,
@@ -59,20 +60,27 @@ FIXED_MEMORY_BYTES = 0.4e9
 @dataclass(frozen=True)
 class EmbeddedSettings:
     """``simulator.embedded`` of the config: mode, grid, box [Mpc/h], 2LPT smoothing
-    radius [Mpc/h] and the lowest halo mass drawn in sample mode [Msun/h]."""
+    radius [Mpc/h], the lowest halo mass drawn in sample mode [Msun/h] and its mass
+    function (with the fitted PINOCCHIO ratio, if any)."""
 
     mode: str
     grid_size: int
     box_size_mpc_h: float
     lpt_smoothing_mpc_h: float
     min_mass_msun_h: float
+    mass_function: str = "tinker08"
+    mass_function_ratio: MassFunctionRatio | None = None
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> EmbeddedSettings:
         settings = cls(mode=str(section["mode"]), grid_size=int(section["grid_size"]),
                        box_size_mpc_h=float(section["box_size_mpc_h"]),
                        lpt_smoothing_mpc_h=float(section["lpt_smoothing_mpc_h"]),
-                       min_mass_msun_h=float(section["lowest_halo_mass_msun_h"]))
+                       min_mass_msun_h=float(section["lowest_halo_mass_msun_h"]),
+                       mass_function=str(section.get("mass_function", "tinker08")),
+                       mass_function_ratio=MassFunctionRatio.from_config(
+                           section["mass_function_ratio"])
+                       if section.get("mass_function_ratio") else None)
         if settings.mode not in MODES:
             raise ValueError(f"simulator.embedded.mode: expected one of {MODES}, "
                              f"got {settings.mode!r}")
@@ -218,7 +226,7 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
     mass_function = BinnedMassFunction.build(
         cosmo, settings.min_mass_msun_h, *table_redshift_range(cosmo, settings, window), radii,
         tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
-        settings.cell_size**3)
+        settings.cell_size**3, settings.mass_function, settings.mass_function_ratio)
     core = lightcone_core(cosmo, seed, settings, window, mass_function.radii, threads)
     sampler = HaloSampler(mass_function, core.delta_range, seed)
     pieces = [_lightcone_fields(np.empty((0, 3)), np.empty((0, 3), np.float32), np.empty(0),
