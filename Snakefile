@@ -14,10 +14,14 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/summaries.smk"
+include: "workflow/rules/fisher.smk"
 
 
 rule all:
     input:
         histogram_targets(),
         report_targets(),
+        f"{RESULTS}/summaries/two_point.h5",
+        [f"{RESULTS}/fisher/fisher.json"] if fisher_enabled(config) else [],
     default_target: True

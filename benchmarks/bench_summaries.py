@@ -18,7 +18,8 @@ from timing import best_seconds
 
 from cosmo_sbi.summaries import SummarySettings, solid_angle_fractions, two_point_summaries
 
-SETTINGS = SummarySettings(n_z_bins=16, k_min=0.1, k_max=3.1, n_k_bins=15, multipoles=(0, 2))
+SETTINGS = SummarySettings(n_z_bins=16, k_edges=tuple(np.linspace(0.1, 3.1, 16)),
+                           multipoles=(0, 2))
 DEC_DEG = (-20.0, 20.0)
 
 

@@ -4,7 +4,8 @@ From the counts ``c`` (D_ra, D_dec, D_z) on the (RA, DEC, z_obs) grid the networ
 
 - ``N_total``: the total count;
 - ``nz_<j>``: the redshift distribution, counts summed over RA and DEC and over groups of
-  D_z / ``n_z_bins`` adjacent z bins (``summaries.n_z_bins`` must divide D_z);
+  D_z / ``n_z_bins`` adjacent z bins (``summaries.n_z_bins``: null keeps every z bin;
+  otherwise it must divide D_z);
 - ``P<l>_k<i>``: the power-spectrum multipoles l in ``summaries.multipoles`` (0, 2, ...) of
   the count overdensity, with the line of sight along the z_obs (last) axis.
 
@@ -23,22 +24,32 @@ transform of the non-periodic pair sum (no wrap-around across the box faces). Th
 
 the Poisson shot noise S subtracted mode by mode (which removes it from the monopole and
 its discrete-shell residue from the higher multipoles), mu = k_z / |k|, averaged over the
-modes with ``k_min <= |k| < k_max`` in ``n_k_bins`` linear bins. Purely radial modes
-(k_RA = k_DEC = 0) are absorbed by n(z), as in a survey with a radial selection function.
+modes in linear k bins of ``summaries.k_bin_width`` fundamentals k_f = 2 pi / D (D the
+smallest histogram axis) from k_f up to Nyquist (:func:`k_range`; 12 bins of
+0.245 rad/cell on 64^3). Purely radial modes (k_RA = k_DEC = 0) are absorbed by n(z), as in
+a survey with a radial selection function: the lowest k bin loses a few per cent of its
+power, mostly at mu ~ 1 (a negative P2 there).
+
+Known answers (tests/test_summaries.py): a Poisson field without clustering gives P0, P2
+within 2% of shot noise of zero; white Gaussian power is recovered within 10%; a plane
+wave peaks in its k bin with P2 / P0 = 5 L2(mu); the padded |F|^2 transforms back to the
+direct non-periodic pair sum.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 import scipy.fft
 from scipy.special import eval_legendre
 
 from cosmo_sbi.config import Config
+from cosmo_sbi.summary_table import SummaryTable, write_summary_table
 
 
 class SummaryError(ValueError):
@@ -47,30 +58,44 @@ class SummaryError(ValueError):
 
 @dataclass(frozen=True)
 class SummarySettings:
-    """Binning of the two-point summaries (the ``summaries:`` config section)."""
+    """Binning of the two-point summaries: ``n_z_bins`` groups of z bins, the k bin edges
+    (n_k_bins + 1,) in rad/cell, the multipoles."""
 
     n_z_bins: int
-    k_min: float
-    k_max: float
-    n_k_bins: int
+    k_edges: tuple[float, ...]
     multipoles: tuple[int, ...]
 
     @classmethod
-    def from_config(cls, config: Config) -> SummarySettings:
-        section = config["summaries"]
-        return cls(n_z_bins=int(section["n_z_bins"]), k_min=float(section["k_min"]),
-                   k_max=float(section["k_max"]), n_k_bins=int(section["n_k_bins"]),
-                   multipoles=tuple(int(ell) for ell in section["multipoles"]))
+    def from_config(cls, config: Config, section: str = "summaries") -> SummarySettings:
+        """The binning of ``config[section]`` ('summaries', or 'fisher' for its coarse
+        compression) for the histogram.bins grid; k range as in :func:`k_range`."""
+        bins = config["histogram"]["bins"]
+        settings = config[section]
+        k_min, k_max, width = k_range(bins, config["summaries"]["k_bin_width"])
+        n_k_bins = settings.get("n_k_bins") or max(1, int(round((k_max - k_min) / width)))
+        return cls(n_z_bins=settings["n_z_bins"] or bins[2],
+                   k_edges=tuple(np.linspace(k_min, k_max, n_k_bins + 1).tolist()),
+                   multipoles=tuple(int(ell) for ell in settings["multipoles"]))
 
     @property
-    def k_edges(self) -> np.ndarray:
-        """Bin edges (n_k_bins + 1,) in rad/cell."""
-        return np.linspace(self.k_min, self.k_max, self.n_k_bins + 1)
+    def n_k_bins(self) -> int:
+        return len(self.k_edges) - 1
 
-    def feature_names(self) -> list[str]:
-        """Names of the K = 1 + n_z_bins + n_k_bins * len(multipoles) summaries, in order."""
-        return (["N_total"] + [f"nz_{j:02d}" for j in range(self.n_z_bins)]
+    def feature_names(self, total: bool = True) -> list[str]:
+        """Names of the K = [1 +] n_z_bins + n_k_bins * len(multipoles) summaries, in order
+        (``total`` False: without N_total, which is the sum of n(z))."""
+        return (["N_total"] * total + [f"nz_{j:02d}" for j in range(self.n_z_bins)]
                 + [f"P{ell}_k{i:02d}" for ell in self.multipoles for i in range(self.n_k_bins)])
+
+
+def k_range(bins: Sequence[int], width_fundamentals: float) -> tuple[float, float, float]:
+    """(k_min, k_max, bin width) in rad/cell: from the fundamental k_f = 2 pi / D (D the
+    smallest histogram axis) to the last edge below Nyquist (pi), bins of
+    ``width_fundamentals`` k_f: 12 bins of 0.245 rad/cell on a 64^3 grid."""
+    fundamental = 2 * np.pi / min(bins)
+    width = width_fundamentals * fundamental
+    n_bins = max(1, int(np.floor((np.pi - fundamental) / width + 1e-9)))
+    return fundamental, fundamental + n_bins * width, width
 
 
 def solid_angle_fractions(shape: tuple[int, int], dec_deg: Sequence[float] | None) -> np.ndarray:
@@ -113,8 +138,8 @@ def _mode_binning(shape: tuple[int, ...], padded: tuple[int, ...], k_edges: tupl
     if np.any(counts == 0):
         empty = np.flatnonzero(counts == 0)
         raise SummaryError(f"summaries: k bins {empty.tolist()} hold no Fourier mode of the "
-                           f"padded {padded} grid; expected wider bins (summaries.k_min, "
-                           "k_max, n_k_bins)")
+                           f"padded {padded} grid; expected wider bins (summaries.k_bin_width, "
+                           "fisher.n_k_bins)")
     mu = np.broadcast_to(axes[-1], k2.shape).ravel()[inside] / k[inside]
     weights = np.stack([(2 * ell + 1) * eval_legendre(ell, mu) * multiplicity / counts[bins]
                         for ell in multipoles])
@@ -172,8 +197,9 @@ def check_counts(counts: np.ndarray, source: str,
 
 def two_point_summaries(counts: np.ndarray, settings: SummarySettings,
                         dec_deg: Sequence[float] | None = None, source: str = "counts",
-                        workers: int = 1) -> np.ndarray:
-    """The K summaries of :meth:`SummarySettings.feature_names` of one histogram, float64."""
+                        workers: int = 1, total: bool = True) -> np.ndarray:
+    """The K summaries of :meth:`SummarySettings.feature_names` (same ``total``) of one
+    histogram (D_ra, D_dec, D_z), float64; ``dec_deg`` the window's DEC range [deg]."""
     values = check_counts(counts, source)
     n_ra, n_dec, n_z = values.shape
     if n_z % settings.n_z_bins:
@@ -183,12 +209,68 @@ def two_point_summaries(counts: np.ndarray, settings: SummarySettings,
     nbar = solid_angle_fractions((n_ra, n_dec), dec_deg)[:, :, None] * per_slice
     shot_noise = float(per_slice.sum())
     normalisation = float(np.sum(nbar**2))
-    multipoles = power_multipoles(values - nbar, settings.k_edges, settings.multipoles,
+    multipoles = power_multipoles(values - nbar, np.asarray(settings.k_edges), settings.multipoles,
                                   shot_noise, normalisation, workers)
     n_z_grouped = per_slice.reshape(settings.n_z_bins, -1).sum(axis=1)
-    return np.concatenate([[shot_noise], n_z_grouped, multipoles.ravel()])
+    parts = [[shot_noise]] * total + [n_z_grouped, multipoles.ravel()]
+    return np.concatenate(parts)
 
 
 def summary_workers() -> int:
     """FFT threads: the job's OMP_NUM_THREADS (Snakemake sets it from threads:), else 1."""
     return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
+def summarise_histograms(config: Config, paths: Sequence[str | os.PathLike[str]],
+                         expected_set: str, settings: SummarySettings, total: bool = True,
+                         workers: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Summaries (N, K), parameters theta (N, 6) and sim ids of the histogram files
+    ``paths`` of one set; the checks of dataset.read_histogram name a bad file."""
+    from cosmo_sbi.dataset import read_histogram
+
+    rows, thetas, ids = [], [], []
+    for path in paths:
+        counts, theta, attrs = read_histogram(path, config, expected_set)
+        rows.append(two_point_summaries(counts, settings, config["histogram"]["dec_deg"],
+                                        source=str(path), workers=workers, total=total))
+        thetas.append(theta)
+        ids.append(str(attrs["sim_id"]))
+    width = len(settings.feature_names(total))
+    return (np.asarray(rows, dtype=np.float64).reshape(-1, width),
+            np.asarray(thetas, dtype=np.float64).reshape(-1, 6), ids)
+
+
+def build_two_point_table(config: Config, dataset: str | os.PathLike[str],
+                          histograms: Mapping[str, Sequence[str | os.PathLike[str]]],
+                          output: str | os.PathLike[str], workers: int = 1) -> None:
+    """Write the two-point SummaryTable ``output``: one row per simulation of ``dataset``
+    (dataset.h5), in its order, from ``histograms`` {set name: histogram files}."""
+    settings = SummarySettings.from_config(config)
+    with h5py.File(dataset, "r") as handle:
+        order = list(zip(handle["set"].asstr()[...], handle["ids"].asstr()[...], strict=True))
+        splits = handle["split"].asstr()[...]
+        theta = handle["theta"][...]
+    found: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, str]] = {}
+    for set_name, paths in histograms.items():
+        x, thetas, ids = summarise_histograms(config, paths, set_name, settings,
+                                              workers=workers)
+        found.update({(set_name, sim_id): (row, row_theta, str(path)) for row, row_theta,
+                      sim_id, path in zip(x, thetas, ids, paths, strict=True)})
+    missing = [f"{s}/{i}" for s, i in order if (s, i) not in found]
+    extra = sorted(f"{s}/{i}" for s, i in set(found) - set(order))
+    if missing or extra:
+        raise SummaryError(f"{dataset}: its simulations and the histograms differ: no "
+                           f"histogram for {missing[:5]}, not in the dataset {extra[:5]}; "
+                           "expected the same simulations (rerun the dataset stage)")
+    for (set_name, sim_id), row_theta in zip(order, theta, strict=True):
+        if not np.allclose(found[set_name, sim_id][1], row_theta, rtol=1e-12, atol=0):
+            raise SummaryError(f"{found[set_name, sim_id][2]}: parameters differ from "
+                               f"{dataset} row {set_name}/{sim_id}; expected the same")
+    x = np.stack([found[key][0] for key in order])
+    table = SummaryTable(x, settings.feature_names(), theta, [i for _, i in order],
+                         [s for s, _ in order], splits,
+                         {"kind": "two_point", "k_edges_rad_per_cell": list(settings.k_edges),
+                          "units": "N_total, nz: counts; P: cell^3 (grid units), k in "
+                                   "rad/cell, line of sight along z_obs",
+                          "summaries": dict(config["summaries"])})
+    write_summary_table(output, table)

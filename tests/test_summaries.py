@@ -16,7 +16,7 @@ from cosmo_sbi.summaries import (
     two_point_summaries,
 )
 
-SETTINGS = SummarySettings(n_z_bins=16, k_min=0.1, k_max=3.1, n_k_bins=15, multipoles=(0, 2))
+SETTINGS = SummarySettings(n_z_bins=16, k_edges=tuple(np.linspace(0.1, 3.1, 16)), multipoles=(0, 2))
 SHAPE = (64, 64, 64)
 
 
@@ -26,7 +26,7 @@ def _multipoles(summaries: np.ndarray) -> np.ndarray:
 
 def test_feature_names_match_the_vector() -> None:
     counts = np.random.default_rng(0).poisson(3.0, (16, 16, 16))
-    settings = SummarySettings(4, 0.2, 3.0, 4, (0, 2, 4))
+    settings = SummarySettings(4, tuple(np.linspace(0.2, 3.0, 5)), (0, 2, 4))
     names = settings.feature_names()
     values = two_point_summaries(counts, settings)
     assert len(names) == len(values) == 1 + 4 + 3 * 4
@@ -103,10 +103,10 @@ def test_zero_padding_removes_wrap_around() -> None:
 ])
 def test_bad_counts_are_refused_naming_the_source(counts: np.ndarray, message: str) -> None:
     with pytest.raises(SummaryError, match=f"results/histograms/x.h5.*{message}"):
-        two_point_summaries(counts, SummarySettings(2, 0.5, 3.0, 2, (0,)),
+        two_point_summaries(counts, SummarySettings(2, (0.5, 1.5, 3.0), (0,)),
                             source="results/histograms/x.h5")
 
 
 def test_n_z_bins_must_divide_the_redshift_bins() -> None:
     with pytest.raises(SummaryError, match="n_z_bins = 3"):
-        two_point_summaries(np.ones((8, 8, 8)), SummarySettings(3, 0.5, 3.0, 2, (0,)))
+        two_point_summaries(np.ones((8, 8, 8)), SummarySettings(3, (0.5, 1.5, 3.0), (0,)))

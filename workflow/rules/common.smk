@@ -5,8 +5,8 @@ import os
 import yaml
 from snakemake.utils import min_version, validate
 
-from cosmo_sbi.config import check_config
-from cosmo_sbi.design import SETS, simulation_ids
+from cosmo_sbi.config import check_config, fisher_enabled
+from cosmo_sbi.design import SETS, design_section, set_size, simulation_ids
 
 min_version("9.0")
 
@@ -40,7 +40,7 @@ def _write_config_snapshot(path: str) -> str:
 
 CONFIG = _write_config_snapshot(f"{RESULTS}/config.yaml")
 
-SIM_IDS = {name: simulation_ids(config["design"][name]["n_simulations"]) for name in SETS}
+SIM_IDS = {name: simulation_ids(set_size(config, name)) for name in SETS}
 
 
 wildcard_constraints:

@@ -10,7 +10,7 @@ rule design:
     params:
         config=CONFIG,
         seed=config["design"]["seed"],
-        design=lambda wildcards: config["design"][wildcards.set],
+        design=lambda wildcards: design_section(config, wildcards.set),
         fixed=config["design"]["fixed"],
     log:
         f"{LOGS}/design/{{set}}.log",
