@@ -270,8 +270,8 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     """Predict every simulation of the dataset with the trained model; write the evaluation.
 
     For the ViT, the attention and position-embedding figures of cosmo_sbi.interpret are
-    added. Returns the metrics written to ``metrics.json`` (written last: it is the rule's
-    completion marker).
+    added; for the CNN, its Grad-CAM maps per parameter. Returns the metrics written to
+    ``metrics.json`` (written last: it is the rule's completion marker).
     """
     from cosmo_sbi import plots
     from cosmo_sbi.models import load_trained
@@ -293,6 +293,14 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
 
         figures = interpret.write_attention_figures(model, dataset_path,
                                                     output_dir / plots.FIGURES_DIR, device)
+        metrics["figures"].update({key: _relative(path, output_dir)
+                                   for key, path in figures.items()})
+    elif hasattr(model, "features"):
+        from cosmo_sbi import interpret
+
+        figures = interpret.write_grad_cam_figures(model, dataset_path,
+                                                   output_dir / plots.FIGURES_DIR, device,
+                                                   PARAMETER_NAMES)
         metrics["figures"].update({key: _relative(path, output_dir)
                                    for key, path in figures.items()})
     write_metrics(metrics, output_dir / METRICS_FILE)
