@@ -26,7 +26,7 @@ def small_config(overlay: dict[str, Any] | None = None) -> Config:
         laptop = yaml.safe_load(stream)
     layer = {"histogram": {"bins": [8, 8, 8]},
              "design": {"latin_hypercube": {"n_simulations": 40},
-                        "fiducial": {"n_simulations": 6}}}
+                        "fiducial": {"n_simulations": 6}, "derivatives": {"n_seeds": 0}}}
     return make_config(deep_merge(deep_merge(laptop, layer), overlay or {}))
 
 
