@@ -65,8 +65,10 @@ def _slice_indices(grid: int) -> np.ndarray:
     return np.unique(np.linspace(0, grid - 1, min(SLICES, grid)).round().astype(int))
 
 
-def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path) -> Path:
-    """Draw maps (rows, P, P, P) as rows of z slices (RA vertical, DEC horizontal)."""
+def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path,
+              unit: str = "patch") -> Path:
+    """Draw maps (rows, P, P, P) as rows of z slices (RA vertical, DEC horizontal);
+    ``unit`` names a grid cell ('patch' for the ViT, 'bin' for histogram voxels)."""
     grid = maps.shape[-1]
     slices = _slice_indices(grid)
     figure, axes = plt.subplots(len(maps), len(slices), squeeze=False, layout="constrained",
@@ -81,11 +83,11 @@ def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path) -
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(f"z patch {k}/{grid - 1}", fontsize=9)
+                axis.set_title(f"z {unit} {k}/{grid - 1}", fontsize=9)
             if column == 0:
-                axis.set_ylabel(f"{label}\nRA patch", fontsize=9)
+                axis.set_ylabel(f"{label}\nRA {unit}", fontsize=9)
             if row == len(maps) - 1:
-                axis.set_xlabel("DEC patch", fontsize=9)
+                axis.set_xlabel(f"DEC {unit}", fontsize=9)
         figure.colorbar(image, ax=axes[row, :], shrink=0.8)
     return save_figure(figure, path)
 
@@ -274,6 +276,6 @@ def write_grad_cam_figures(model: torch.nn.Module, dataset_path: str | os.PathLi
         "grad_cam": _map_rows(maps, list(parameter_names),
                               f"CNN Grad-CAM per parameter, mean over {len(test_rows)} test "
                               "light cones (RA vertical, DEC horizontal)",
-                              folder / "grad_cam.png"),
+                              folder / "grad_cam.png", unit="bin"),
         "grad_cam_redshift": save_figure(figure, folder / "grad_cam_redshift.png"),
     }
