@@ -16,6 +16,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/cross_simulator.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/summaries.smk"
+include: "workflow/rules/fisher.smk"
 
 
 rule all:
@@ -23,4 +25,6 @@ rule all:
         histogram_targets(),
         report_targets(),
         cross_targets(),
+        f"{RESULTS}/summaries/two_point.h5",
+        [f"{RESULTS}/fisher/fisher.json"] if fisher_enabled(config) else [],
     default_target: True

@@ -81,6 +81,22 @@ def _dataset(args: argparse.Namespace, config: Config) -> None:
     build_dataset(config, args.latin_hypercube, args.fiducial, args.output)
 
 
+def _summaries(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.summaries import build_two_point_table, summary_workers
+
+    build_two_point_table(config, args.dataset, {"latin_hypercube": args.latin_hypercube,
+                                                 "fiducial": args.fiducial},
+                          args.output, workers=summary_workers())
+
+
+def _fisher(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.fisher import fisher_stage
+    from cosmo_sbi.summaries import summary_workers
+
+    fisher_stage(config, args.fiducial, args.derivatives, args.design, args.output_dir,
+                 workers=summary_workers())
+
+
 def _train(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.train import train_model
 
@@ -121,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = stage("design", _design,
                 "Reads the config; writes the design table (ECSV) of one simulation set: "
                 "id, six parameters, Omega_b, seed.")
-    sub.add_argument("--set", required=True, choices=["latin_hypercube", "fiducial"])
+    sub.add_argument("--set", required=True, choices=["latin_hypercube", "fiducial",
+                                                      "derivatives"])
     sub.add_argument("--output", required=True, type=Path, help="ECSV file to write")
 
     sub = stage("simulate", _simulate,
@@ -174,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--latin-hypercube", nargs="+", required=True, type=Path)
     sub.add_argument("--fiducial", nargs="*", default=[], type=Path)
     sub.add_argument("--output", required=True, type=Path)
+
+    sub = stage("summaries", _summaries,
+                "Reads the dataset (row order, splits) and its histograms; writes the "
+                "two-point summary table (total count, n(z), P0/P2 multipoles).")
+    sub.add_argument("--dataset", required=True, type=Path)
+    sub.add_argument("--latin-hypercube", nargs="+", required=True, type=Path)
+    sub.add_argument("--fiducial", nargs="*", default=[], type=Path)
+    sub.add_argument("--output", required=True, type=Path, help="summary table HDF5")
+
+    sub = stage("fisher", _fisher,
+                "Reads the fiducial and derivative-set histograms and the derivative design; "
+                "writes the two-point Fisher bound (fisher.json) and its figures.")
+    sub.add_argument("--fiducial", nargs="+", required=True, type=Path)
+    sub.add_argument("--derivatives", nargs="+", required=True, type=Path)
+    sub.add_argument("--design", required=True, type=Path,
+                     help="derivative design table (ECSV) written by `cosmo-sbi design`")
+    sub.add_argument("--output-dir", required=True, type=Path)
 
     sub = stage("train", _train,
                 "Reads the dataset; writes weights, checkpoints and the training history "

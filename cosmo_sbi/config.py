@@ -298,6 +298,8 @@ def check_config(config: Config) -> Config:
         check_executable(config["simulator"]["pinocchio"]["executable"])
         check_pinocchio_replication(config)
     check_mass_function_ratio(config)
+    check_summaries(config)
+    check_derivatives(config)
     return config
 
 
@@ -374,6 +376,67 @@ def check_pinocchio_replication(config: Config) -> None:
             f"inside the window; expected box_size_mpc_h >= {np.ceil(np.max(extent)):.0f}, or "
             "simulator.pinocchio.allow_replication: true to accept repeated halos"
         )
+
+
+def fisher_enabled(config: Config) -> bool:
+    """Whether the Fisher stage runs: design.derivatives.n_seeds > 0."""
+    return config["design"].get("derivatives", {}).get("n_seeds", 0) > 0
+
+
+def n_fisher_features(config: Config) -> int:
+    """Length of the Fisher stage's coarse two-point vector: n(z) bins + k bins x multipoles."""
+    fisher = config["fisher"]
+    return fisher["n_z_bins"] + fisher["n_k_bins"] * len(fisher["multipoles"])
+
+
+def check_summaries(config: Config) -> None:
+    """The summaries (and, with the Fisher stage, fisher) binning fits histogram.bins."""
+    bins = config["histogram"]["bins"]
+    for section in ("summaries", "fisher") if fisher_enabled(config) else ("summaries",):
+        n_z = config[section]["n_z_bins"]
+        if n_z is not None and bins[2] % n_z:
+            raise ConfigError(f"{section}.n_z_bins: expected a divisor of histogram.bins[2] = "
+                              f"{bins[2]}, got {n_z}")
+    if fisher_enabled(config):
+        # k runs from the fundamental 2 pi / D to below Nyquist in k_bin_width steps
+        steps = max(1, math.floor((min(bins) / 2 - 1) / config["summaries"]["k_bin_width"]))
+        most = math.floor(steps * config["summaries"]["k_bin_width"])
+        if config["fisher"]["n_k_bins"] > most:
+            raise ConfigError(f"fisher.n_k_bins: expected at most {most} (bins at least one "
+                              f"fundamental 2 pi / {min(bins)} wide), got "
+                              f"{config['fisher']['n_k_bins']}")
+        unknown = set(config["fisher"]["multipoles"]) - set(config["summaries"]["multipoles"])
+        if unknown:
+            raise ConfigError(f"fisher.multipoles: {sorted(unknown)} not in "
+                              f"summaries.multipoles = {config['summaries']['multipoles']}")
+
+
+def check_derivatives(config: Config) -> None:
+    """Fisher derivative set: every step stays in the prior box (hence physical: the box
+    is checked above), and enough fiducial seeds for a Hartlap-corrected covariance."""
+    if not fisher_enabled(config):
+        return
+    design = config["design"]
+    fraction = design["derivatives"]["step_fraction"]
+    fiducial = design["fiducial"]["parameters"]
+    for name in PARAMETER_NAMES:
+        low, high = design["latin_hypercube"]["ranges"][name]
+        step = fraction * (high - low)
+        for value in (fiducial[name] - step, fiducial[name] + step):
+            if not low <= value <= high:
+                raise ConfigError(
+                    f"design.derivatives.step_fraction: the step {step:g} in {name} takes the "
+                    f"fiducial {fiducial[name]} to {value:g}, outside "
+                    f"design.latin_hypercube.ranges.{name} = {[low, high]}; expected a "
+                    "smaller step_fraction or a fiducial point further inside the prior")
+    features = n_fisher_features(config)
+    count = design["fiducial"]["n_simulations"]
+    if count <= features + 2:
+        raise ConfigError(
+            f"design.fiducial.n_simulations: {count} fiducial seeds are too few for the Fisher "
+            f"covariance of {features} features (fisher.n_z_bins + fisher.n_k_bins x "
+            f"len(fisher.multipoles)); expected > {features + 2} (Hartlap): add seeds or "
+            "compress the features")
 
 
 def window_corner_angle_deg(ra_deg: list[float], dec_deg: list[float]) -> float:

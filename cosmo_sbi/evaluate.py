@@ -118,8 +118,9 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
     """Predict every simulation of the dataset with the trained model; write the evaluation.
 
     For a network with attention maps (the registry's ``attention_maps``, the ViT), the
-    attention and position-embedding figures of cosmo_sbi.interpret are added. Returns the
-    metrics written to ``metrics.json`` (written last: it is the rule's completion marker).
+    attention and position-embedding figures of cosmo_sbi.interpret are added; for the CNN,
+    its Grad-CAM maps per parameter. Returns the metrics written to ``metrics.json`` (written
+    last: it is the rule's completion marker).
     """
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     device = select_device(config["training"]["device"], local_rank=0)
@@ -136,6 +137,14 @@ def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathL
 
         figures = interpret.write_attention_figures(model, data,
                                                     output_dir / plots.FIGURES_DIR, device)
+        metrics["figures"].update({key: _relative(path, output_dir)
+                                   for key, path in figures.items()})
+    if network(model_name).grad_cam:
+        from cosmo_sbi import interpret
+
+        figures = interpret.write_grad_cam_figures(model, data,
+                                                   output_dir / plots.FIGURES_DIR, device,
+                                                   PARAMETER_NAMES)
         metrics["figures"].update({key: _relative(path, output_dir)
                                    for key, path in figures.items()})
     write_metrics(metrics, output_dir / METRICS_FILE)

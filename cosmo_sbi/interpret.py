@@ -1,4 +1,5 @@
-"""What the ViT looks at: attention per head, attention rollout, position-embedding similarity.
+"""What the networks look at. ViT: attention per head, attention rollout, position-embedding
+similarity. CNN: Grad-CAM per parameter (the paper's method), averaged over the test split.
 
 Token 0 is the CLS token; tokens 1..P^3 are the patches of the (RA, DEC, z) grid in C order
 (the patch grid is P = D / patch_size per side, the order of ``Conv3d(...).flatten(2)``).
@@ -66,8 +67,10 @@ def _slice_indices(grid: int) -> np.ndarray:
     return np.unique(np.linspace(0, grid - 1, min(SLICES, grid)).round().astype(int))
 
 
-def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path) -> Path:
-    """Draw maps (rows, P, P, P) as rows of z slices (RA vertical, DEC horizontal)."""
+def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path,
+              unit: str = "patch") -> Path:
+    """Draw maps (rows, P, P, P) as rows of z slices (RA vertical, DEC horizontal);
+    ``unit`` names a grid cell ('patch' for the ViT, 'bin' for histogram voxels)."""
     grid = maps.shape[-1]
     slices = _slice_indices(grid)
     figure, axes = plt.subplots(len(maps), len(slices), squeeze=False, layout="constrained",
@@ -82,11 +85,11 @@ def _map_rows(maps: np.ndarray, row_labels: list[str], title: str, path: Path) -
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(f"z patch {k}/{grid - 1}", fontsize=9)
+                axis.set_title(f"z {unit} {k}/{grid - 1}", fontsize=9)
             if column == 0:
-                axis.set_ylabel(f"{label}\nRA patch", fontsize=9)
+                axis.set_ylabel(f"{label}\nRA {unit}", fontsize=9)
             if row == len(maps) - 1:
-                axis.set_xlabel("DEC patch", fontsize=9)
+                axis.set_xlabel(f"DEC {unit}", fontsize=9)
         figure.colorbar(image, ax=axes[row, :], shrink=0.8)
     return save_figure(figure, path)
 
@@ -203,4 +206,74 @@ def write_attention_figures(model: torch.nn.Module, data: DatasetFile,
                                                 folder / "position_similarity.png"),
         "position_similarity_z": _z_profile_figure(similarity, grid,
                                                    folder / "position_similarity_z.png"),
+    }
+
+
+def _last_activation(model: torch.nn.Module) -> torch.nn.Module:
+    """The CNN's last convolution block output (its last GELU): the Grad-CAM layer."""
+    activations = [m for m in model.features if isinstance(m, torch.nn.GELU)]
+    return activations[-1]
+
+
+def grad_cam(model: torch.nn.Module, data: DatasetFile, rows: np.ndarray,
+             device: torch.device, batch_size: int = 8) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017) of the CNN's predicted mean of each parameter,
+    averaged over the light cones ``rows`` of ``data``: (n_params, D_ra, D_dec, D_z).
+
+    Per sample and parameter p: channel weights alpha_c = spatial mean of d mean_p / d A_c
+    at the last convolution block A, map = ReLU(sum_c alpha_c A_c), trilinearly upsampled
+    to the input grid. Each parameter's mean map is divided by its maximum (0 if all 0).
+    """
+    model.eval()
+    captured: list[torch.Tensor] = []
+    hook = _last_activation(model).register_forward_hook(
+        lambda module, args, output: captured.append(output))
+    total = 0.0
+    try:
+        for start in range(0, len(rows), batch_size):
+            captured.clear()
+            x = torch.as_tensor(data.read_inputs(rows[start:start + batch_size]),
+                                device=device)
+            mean, _ = model(x)
+            activation = captured[0]
+            maps = []
+            for parameter in range(mean.shape[1]):
+                gradient, = torch.autograd.grad(mean[:, parameter].sum(), activation,
+                                                retain_graph=True)
+                weights = gradient.mean(dim=(2, 3, 4), keepdim=True)
+                maps.append(torch.relu((weights * activation).sum(dim=1)))
+            cams = torch.stack(maps, dim=1).detach()  # (B, n_params, d, d, d)
+            cams = torch.nn.functional.interpolate(cams, size=x.shape[2:], mode="trilinear",
+                                                   align_corners=False)
+            total = total + cams.double().sum(dim=0).cpu().numpy()
+    finally:
+        hook.remove()
+    average = np.asarray(total) / len(rows)
+    peak = average.max(axis=(1, 2, 3), keepdims=True)
+    return np.divide(average, peak, out=np.zeros_like(average), where=peak > 0)
+
+
+def write_grad_cam_figures(model: torch.nn.Module, data: DatasetFile,
+                           folder: Path, device: torch.device,
+                           parameter_names: tuple[str, ...]) -> dict[str, Path]:
+    """Grad-CAM maps per parameter averaged over the test split (z slices) and their
+    redshift profiles, in ``folder``; returns name -> PNG path."""
+    test_rows = data.rows("test")
+    z_range = tuple(data.attrs["histogram"]["z_obs"])
+    maps = grad_cam(model, data, test_rows, device)
+    profiles = maps.mean(axis=(1, 2))
+    edges = np.linspace(*z_range, profiles.shape[1] + 1)
+    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
+    for name, profile in zip(parameter_names, profiles, strict=True):
+        axis.plot((edges[:-1] + edges[1:]) / 2, profile, label=name)
+    axis.set_xlabel("z_obs")
+    axis.set_ylabel("Grad-CAM, mean over RA, DEC")
+    axis.set_title(f"CNN Grad-CAM per redshift, mean over {len(test_rows)} test light cones")
+    axis.legend(fontsize=8)
+    return {
+        "grad_cam": _map_rows(maps, list(parameter_names),
+                              f"CNN Grad-CAM per parameter, mean over {len(test_rows)} test "
+                              "light cones (RA vertical, DEC horizontal)",
+                              folder / "grad_cam.png", unit="bin"),
+        "grad_cam_redshift": save_figure(figure, folder / "grad_cam_redshift.png"),
     }

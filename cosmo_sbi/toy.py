@@ -23,10 +23,12 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 TINY_PRESET = REPOSITORY / "config" / "tiny.yaml"
 TOY_LAYER: dict[str, Any] = {
     "histogram": {"bins": [8, 8, 8]},
-    "design": {"latin_hypercube": {"n_simulations": 40}, "fiducial": {"n_simulations": 6}},
+    "design": {"latin_hypercube": {"n_simulations": 40}, "fiducial": {"n_simulations": 6},
+               "derivatives": {"n_seeds": 0}},
 }
 """What the toy config changes in config/tiny.yaml: 8^3 bins (the toy halos are uniform,
-finer bins teach nothing) and 40 + 6 simulations (every split gets several cosmologies)."""
+finer bins teach nothing), 40 + 6 simulations (every split gets several cosmologies) and
+no Fisher derivative set (6 fiducial seeds are too few for its covariance)."""
 
 
 def toy_config(overlay: dict[str, Any] | None = None) -> Config:

@@ -27,7 +27,8 @@ from tests.workflow_utils import snakemake_env
 # config/tiny.yaml shrunk further: 3 + 1 light cones on a 32^3 grid, one network
 # trained for 3 epochs (a checkpoint after each), so the test stays near a minute.
 OVERLAY = {
-    "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1}},
+    "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1},
+               "derivatives": {"n_seeds": 0}},
     "simulator": {"embedded": {"grid_size": 32}},
     "training": {"models": ["cnn"], "epochs": 3},
 }

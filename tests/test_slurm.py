@@ -127,7 +127,8 @@ def test_pinocchio_runs_as_an_mpi_job(tmp_path: Path) -> None:
     executable once per task; the parameter file is made locally first."""
     overlay = tmp_path / "pinocchio.yaml"
     overlay.write_text(yaml.safe_dump({
-        "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1}},
+        "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1},
+                   "derivatives": {"n_seeds": 0}},
         "simulator": {"backend": "pinocchio", "pinocchio": {
             "executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
             "command": "{executable} {parameter_file}", "tasks": 2, "max_mem_mb": 500}},

@@ -34,7 +34,8 @@ from tests.conftest import REPO
 EPOCHS = 6
 OVERLAY = {
     "histogram": {"bins": [32, 32, 32]},
-    "design": {"latin_hypercube": {"n_simulations": 40}, "fiducial": {"n_simulations": 1}},
+    "design": {"latin_hypercube": {"n_simulations": 40}, "fiducial": {"n_simulations": 1},
+               "derivatives": {"n_seeds": 0}},
     # dropout > 0 so that determinism and resumption also cover the torch RNG stream
     "models": {"cnn": {"preset": "small", "dropout": 0.2},
                "vit": {"preset": "small", "dropout": 0.2}},

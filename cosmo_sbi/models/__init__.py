@@ -28,6 +28,8 @@ class Network:
     ``config_class`` (its dataclass config) and ``PRESETS`` (preset name -> config).
     ``attention_maps``: the model takes ``forward(x, return_attention=True)`` and has a
     ``pos_embedding``, so evaluation draws cosmo_sbi.interpret's attention figures.
+    ``grad_cam``: the model has a ``features`` stack of convolution blocks ending in GELUs,
+    so evaluation draws cosmo_sbi.interpret's Grad-CAM figures.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Network:
     model_class: str
     config_class: str
     attention_maps: bool = False
+    grad_cam: bool = False
 
     def _attribute(self, name: str) -> Any:
         return getattr(importlib.import_module(self.module), name)
@@ -53,7 +56,7 @@ class Network:
 
 
 NETWORKS: dict[str, Network] = {network.name: network for network in (
-    Network("cnn", "cosmo_sbi.models.cnn", "CNN3D", "CNNConfig"),
+    Network("cnn", "cosmo_sbi.models.cnn", "CNN3D", "CNNConfig", grad_cam=True),
     Network("vit", "cosmo_sbi.models.vit", "ViT3D", "ViTConfig", attention_maps=True),
 )}
 MODEL_NAMES: tuple[str, ...] = tuple(NETWORKS)

@@ -6,10 +6,11 @@ from snakemake.utils import min_version
 
 from cosmo_sbi.config import (
     check_single_configfile_flag,
+    fisher_enabled,
     load_config,
     write_snapshot,
 )
-from cosmo_sbi.design import SETS, simulation_ids
+from cosmo_sbi.design import SETS, design_section, set_size, simulation_ids
 from cosmo_sbi.models import MODEL_NAMES
 from cosmo_sbi.models.build import check_models
 
@@ -49,7 +50,7 @@ config.update(_validated)
 CONFIG = str(write_snapshot(config, f"{RESULTS}/config", CONFIG_FILES))
 os.environ.update(COSMO_SBI_CONFIG=CONFIG)
 
-SIM_IDS = {name: simulation_ids(config["design"][name]["n_simulations"]) for name in SETS}
+SIM_IDS = {name: simulation_ids(set_size(config, name)) for name in SETS}
 
 
 wildcard_constraints:

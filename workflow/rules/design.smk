@@ -9,7 +9,7 @@ rule design:
         f"{RESULTS}/design/{{set}}.ecsv",
     params:
         seed=config["design"]["seed"],
-        design=lambda wildcards: config["design"][wildcards.set],
+        design=lambda wildcards: design_section(config, wildcards.set),
         fixed=config["design"]["fixed"],
     log:
         f"{LOGS}/design/{{set}}.log",
