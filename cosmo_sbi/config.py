@@ -27,7 +27,7 @@ import jsonschema
 import numpy as np
 import yaml
 
-from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi import PARAMETER_NAMES, Config
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 MAX_YAML_NODES = 100_000
@@ -41,7 +41,6 @@ RENAMED_KEYS: dict[tuple[str, ...], str] = {
         "mass cut of the histograms is histogram.min_mass_msun_h",
 }
 
-Config = dict[str, Any]
 
 
 class ConfigError(ValueError):

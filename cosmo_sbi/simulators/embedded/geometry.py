@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosmo_sbi.config import Config
+from cosmo_sbi import Config
 from cosmo_sbi.cosmology import Cosmology
 from cosmo_sbi.lightcone import radec_from_cartesian
 
