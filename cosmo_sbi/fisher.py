@@ -225,7 +225,9 @@ def fisher_stage(config: Config, fiducial_paths: Sequence[str | os.PathLike[str]
 
 def ellipse_figure(bound: dict[str, Any], theta: np.ndarray, path: Path) -> Path:
     """68% and 95% Omega_m-sigma_8 contours, with the prior and (if finite) without."""
-    from cosmo_sbi.plots import LABELS, plt, save_figure
+    import matplotlib.pyplot as plt
+
+    from cosmo_sbi.plots import LABELS, save_figure
 
     figure, axis = plt.subplots(figsize=(5.5, 5), layout="constrained")
     angles = np.linspace(0, 2 * np.pi, 200)

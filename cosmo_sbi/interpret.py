@@ -13,6 +13,7 @@ layers' matrices from the first to the last.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -215,10 +216,11 @@ def _last_activation(model: torch.nn.Module) -> torch.nn.Module:
     return activations[-1]
 
 
-def grad_cam(model: torch.nn.Module, data: DatasetFile, rows: np.ndarray,
-             device: torch.device, batch_size: int = 8) -> np.ndarray:
+def grad_cam(model: torch.nn.Module, read_inputs: Callable[[np.ndarray], np.ndarray],
+             rows: np.ndarray, device: torch.device, batch_size: int = 8) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017) of the CNN's predicted mean of each parameter,
-    averaged over the light cones ``rows`` of ``data``: (n_params, D_ra, D_dec, D_z).
+    averaged over the light cones ``rows``: (n_params, D_ra, D_dec, D_z); ``read_inputs(rows)``
+    gives their inputs (e.g. ``DatasetFile.read_inputs``).
 
     Per sample and parameter p: channel weights alpha_c = spatial mean of d mean_p / d A_c
     at the last convolution block A, map = ReLU(sum_c alpha_c A_c), trilinearly upsampled
@@ -232,8 +234,7 @@ def grad_cam(model: torch.nn.Module, data: DatasetFile, rows: np.ndarray,
     try:
         for start in range(0, len(rows), batch_size):
             captured.clear()
-            x = torch.as_tensor(data.read_inputs(rows[start:start + batch_size]),
-                                device=device)
+            x = torch.as_tensor(read_inputs(rows[start:start + batch_size]), device=device)
             mean, _ = model(x)
             activation = captured[0]
             maps = []
@@ -260,7 +261,7 @@ def write_grad_cam_figures(model: torch.nn.Module, data: DatasetFile,
     redshift profiles, in ``folder``; returns name -> PNG path."""
     test_rows = data.rows("test")
     z_range = tuple(data.attrs["histogram"]["z_obs"])
-    maps = grad_cam(model, data, test_rows, device)
+    maps = grad_cam(model, data.read_inputs, test_rows, device)
     profiles = maps.mean(axis=(1, 2))
     edges = np.linspace(*z_range, profiles.shape[1] + 1)
     figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")

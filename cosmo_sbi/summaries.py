@@ -43,12 +43,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 import scipy.fft
 from scipy.special import eval_legendre
 
 from cosmo_sbi.config import Config
+from cosmo_sbi.dataset import checked_histogram, read_dataset
 from cosmo_sbi.summary_table import SummaryTable, write_summary_table
 
 
@@ -225,12 +225,10 @@ def summarise_histograms(config: Config, paths: Sequence[str | os.PathLike[str]]
                          expected_set: str, settings: SummarySettings, total: bool = True,
                          workers: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Summaries (N, K), parameters theta (N, 6) and sim ids of the histogram files
-    ``paths`` of one set; the checks of dataset.read_histogram name a bad file."""
-    from cosmo_sbi.dataset import read_histogram
-
+    ``paths`` of one set; the checks of dataset.checked_histogram name a bad file."""
     rows, thetas, ids = [], [], []
     for path in paths:
-        counts, theta, attrs = read_histogram(path, config, expected_set)
+        counts, theta, attrs = checked_histogram(path, config, expected_set)
         rows.append(two_point_summaries(counts, settings, config["histogram"]["dec_deg"],
                                         source=str(path), workers=workers, total=total))
         thetas.append(theta)
@@ -246,10 +244,9 @@ def build_two_point_table(config: Config, dataset: str | os.PathLike[str],
     """Write the two-point SummaryTable ``output``: one row per simulation of ``dataset``
     (dataset.h5), in its order, from ``histograms`` {set name: histogram files}."""
     settings = SummarySettings.from_config(config)
-    with h5py.File(dataset, "r") as handle:
-        order = list(zip(handle["set"].asstr()[...], handle["ids"].asstr()[...], strict=True))
-        splits = handle["split"].asstr()[...]
-        theta = handle["theta"][...]
+    data = read_dataset(dataset)
+    order = list(zip(data.sets, data.ids, strict=True))
+    splits, theta = data.splits, data.theta
     found: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, str]] = {}
     for set_name, paths in histograms.items():
         x, thetas, ids = summarise_histograms(config, paths, set_name, settings,

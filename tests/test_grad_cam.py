@@ -17,7 +17,8 @@ def test_grad_cam_is_zero_outside_the_receptive_field_of_the_signal() -> None:
     model = CNN3D(config=PRESETS["small"], grid_size=32, n_params=6)
     inputs = np.zeros((3, 1, 32, 32, 32), dtype=np.float32)
     inputs[:, :, :8] = np.random.default_rng(0).normal(size=(3, 1, 8, 32, 32))
-    maps = grad_cam(model, inputs, np.arange(3), torch.device("cpu"), batch_size=2)
+    maps = grad_cam(model, lambda rows: inputs[rows], np.arange(3), torch.device("cpu"),
+                    batch_size=2)
     assert maps.shape == (6, 32, 32, 32)
     assert np.all(np.isfinite(maps)) and maps.min() >= 0 and maps.max() <= 1
     assert np.all(maps[:, 24:] == 0)

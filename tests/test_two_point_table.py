@@ -11,13 +11,13 @@ import pytest
 from cosmo_sbi.dataset import build_dataset
 from cosmo_sbi.summaries import SummaryError, SummarySettings, build_two_point_table
 from cosmo_sbi.summary_table import read_summary_table
-from tests.synthetic_histograms import small_config, write_histograms
+from cosmo_sbi.toy import toy_config, write_histograms
 
 
 @pytest.fixture(scope="module")
 def histograms(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, list[Path]],
                                                                   Path]:
-    config = small_config({"design": {"latin_hypercube": {"n_simulations": 8},
+    config = toy_config({"design": {"latin_hypercube": {"n_simulations": 8},
                                       "fiducial": {"n_simulations": 3}}})
     folder = tmp_path_factory.mktemp("two_point")
     paths = write_histograms(config, folder)
