@@ -25,6 +25,7 @@ rule train:
         settings=training_params,
         output_dir=lambda wildcards, output: os.path.dirname(output.weights),
         launcher=training_launcher(),
+        seed=training_seed,
     log:
         f"{LOGS}/train/{{model}}.log",
     conda:
@@ -37,4 +38,16 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --config {params.config}"
         " --model {wildcards.model} --dataset {input} --output-dir {params.output_dir}"
-        " > {log} 2>&1"
+        " --seed {params.seed} > {log} 2>&1"
+
+
+# training.ensemble_seeds: one network per seed, results/models/{model}/seed{seed}/ (the
+# evaluate rule takes them all, through model_dirs in common_learning.smk).
+use rule train as train_member with:
+    output:
+        weights=f"{RESULTS}/models/{{model}}/seed{{seed,\\d+}}/model.pt",
+        description=f"{RESULTS}/models/{{model}}/seed{{seed}}/model_config.json",
+        history=f"{RESULTS}/models/{{model}}/seed{{seed}}/history.csv",
+        summary=f"{RESULTS}/models/{{model}}/seed{{seed}}/training_summary.json",
+    log:
+        f"{LOGS}/train/{{model}}/seed{{seed}}.log",
