@@ -116,6 +116,12 @@ def grf_parameters(sigma_8: np.ndarray, n_s: np.ndarray) -> tuple[np.ndarray, np
             GRF_SLOPE + 10.0 * (np.asarray(n_s) - 1.0))
 
 
+def grf_cosmology(log_amplitude: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """(sigma_8, n_s), shape (..., 2): the inverse of :func:`grf_parameters`."""
+    return np.stack([0.8 + (np.asarray(log_amplitude) - np.log(GRF_AMPLITUDE)) / 10.0,
+                     1.0 + (np.asarray(slope) - GRF_SLOPE) / 10.0], axis=-1)
+
+
 GRF_JACOBIAN = np.diag([10.0, 10.0])
 """d(ln A, n) / d(sigma_8, n_s) of :func:`grf_parameters`."""
 
