@@ -73,6 +73,12 @@ def _train(args: argparse.Namespace, config: Config) -> None:
     train_model(config, args.model, args.dataset, args.output_dir)
 
 
+def _search(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.search import search
+
+    search(config, args.model, args.dataset, args.output_dir)
+
+
 def _evaluate(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.evaluate import evaluate_model
 
@@ -158,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output-dir", required=True, type=Path)
     sub.add_argument("--seed", type=int, default=None,
                      help="overrides training.seed (one member of training.ensemble_seeds)")
+
+    sub = stage("search", _search,
+                "Reads the dataset; trains search.trials short runs of one model (Optuna, "
+                "validation loss) and writes the best settings as a config overlay "
+                "(overlay.yaml) and trials.csv to OUTPUT_DIR.")
+    sub.add_argument("--model", required=True, choices=MODEL_NAMES)
+    sub.add_argument("--dataset", required=True, type=Path)
+    sub.add_argument("--output-dir", required=True, type=Path)
 
     sub = stage("evaluate", _evaluate,
                 "Reads the dataset and a trained model; writes predictions, metrics.json "
