@@ -11,12 +11,22 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from cosmo_sbi.config import deep_merge
+from cosmo_sbi.config import deep_merge, load_config
 from cosmo_sbi.metrics import mixture_moments
+from tests.conftest import REPO
 from tests.test_workflow_learning import _job_blocks
 from tests.workflow_utils import TINY_OVERLAY, run_snakemake, write_overlay
 
 ENSEMBLE = deep_merge(TINY_OVERLAY, {"training": {"models": ["cnn"], "ensemble_seeds": [0, 1]}})
+
+
+@pytest.mark.parametrize("preset", ["laptop", "seed"])
+def test_presets_keep_ensembles_off(preset: str) -> None:
+    config = load_config([REPO / "config.yaml", REPO / "config" / f"{preset}.yaml"])
+    assert config["training"]["ensemble_seeds"] == []
+    if preset == "seed":  # the seed paper's count of simulations on the laptop grid
+        assert (config["design"]["latin_hypercube"]["n_simulations"],
+                config["design"]["fiducial"]["n_simulations"]) == (1000, 100)
 
 
 def test_mixture_moments_match_samples_of_the_mixture() -> None:
