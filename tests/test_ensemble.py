@@ -51,7 +51,7 @@ def test_averaging_sigmas_alone_would_be_overconfident() -> None:
     assert sigma[0, 0] > sigmas.mean(axis=0)[0, 0] * 1.5
     assert np.isclose(sigma[0, 1], 0.1) and np.allclose(mean, [[0.4, 0.5]])
     single_mean, single_sigma = mixture_moments(means[:1], sigmas[:1])
-    assert np.array_equal(single_mean, means[0]) and np.allclose(single_sigma, sigmas[0])
+    assert np.array_equal(single_mean, means[0]) and np.array_equal(single_sigma, sigmas[0])
 
 
 def test_ensemble_plans_one_train_job_per_seed(tmp_path: Path) -> None:
