@@ -25,7 +25,6 @@ rule train:
         settings=training_params,
         output_dir=lambda wildcards, output: os.path.dirname(output.weights),
         launcher=training_launcher(),
-        seed=training_seed,
     log:
         f"{LOGS}/train/{{model}}.log",
     conda:
@@ -38,7 +37,7 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --config {params.config}"
         " --model {wildcards.model} --dataset {input} --output-dir {params.output_dir}"
-        " --seed {params.seed} > {log} 2>&1"
+        " --seed {params.settings[training][seed]} > {log} 2>&1"
 
 
 # training.ensemble_seeds: one network per seed, results/models/{model}/seed{seed}/ (the
