@@ -100,7 +100,15 @@ def _fisher(args: argparse.Namespace, config: Config) -> None:
 def _train(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.train import train_model
 
+    if args.seed is not None:  # one member of training.ensemble_seeds
+        config = {**config, "training": {**config["training"], "seed": args.seed}}
     train_model(config, args.model, args.dataset, args.output_dir)
+
+
+def _search(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.search import search
+
+    search(config, args.model, args.dataset, args.output_dir)
 
 
 def _evaluate(args: argparse.Namespace, config: Config) -> None:
@@ -215,13 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", required=True, choices=MODEL_NAMES)
     sub.add_argument("--dataset", required=True, type=Path)
     sub.add_argument("--output-dir", required=True, type=Path)
+    sub.add_argument("--seed", type=int, default=None,
+                     help="overrides training.seed (one member of training.ensemble_seeds)")
+
+    sub = stage("search", _search,
+                "Reads the dataset; trains search.trials short runs of one model (Optuna, "
+                "validation loss) and writes the best settings as a config overlay "
+                "(overlay.yaml) and trials.csv to OUTPUT_DIR.")
+    sub.add_argument("--model", required=True, choices=MODEL_NAMES)
+    sub.add_argument("--dataset", required=True, type=Path)
+    sub.add_argument("--output-dir", required=True, type=Path)
 
     sub = stage("evaluate", _evaluate,
                 "Reads the dataset and a trained model; writes predictions, metrics.json "
                 "and figures to OUTPUT_DIR.")
     sub.add_argument("--model", required=True, choices=MODEL_NAMES)
     sub.add_argument("--dataset", required=True, type=Path)
-    sub.add_argument("--model-dir", required=True, type=Path)
+    sub.add_argument("--model-dir", required=True, type=Path, nargs="+",
+                     help="trained model folder; several: an ensemble, evaluated as their "
+                          "mixture")
     sub.add_argument("--output-dir", required=True, type=Path)
 
     sub = stage("cross-evaluate", _cross_evaluate,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import DatasetFile, read_dataset, unscale_parameters, unscale_sigma
 from cosmo_sbi.device import select_device
 from cosmo_sbi.io import atomic_path, provenance
-from cosmo_sbi.metrics import COVERAGE_LEVELS, metrics_from_predictions
+from cosmo_sbi.metrics import COVERAGE_LEVELS, metrics_from_predictions, mixture_moments
 from cosmo_sbi.models import network
 from cosmo_sbi.models.build import load_trained
 from cosmo_sbi.outputs import (
@@ -112,37 +112,56 @@ def _relative(path: Path, folder: Path) -> str:
     return path.relative_to(folder).as_posix()
 
 
+def ensemble_summary(model_dirs: Sequence[Path]) -> dict[str, Any]:
+    """The training summary of the first member, with ``ensemble``: every member's folder,
+    seed, best epoch and best validation loss (absent for a single network)."""
+    summaries = [read_training_summary(path / TRAINING_SUMMARY_FILE) for path in model_dirs]
+    if len(summaries) == 1:
+        return summaries[0]
+    members = [{"model_dir": os.fspath(path), **{key: summary.get(key) for key in
+                                                  ("seed", "best_epoch", "best_val_loss")}}
+               for path, summary in zip(model_dirs, summaries, strict=True)]
+    return {**summaries[0], "ensemble": members}
+
+
 def evaluate_model(config: Config, model_name: str, dataset_path: str | os.PathLike[str],
-                   model_dir: str | os.PathLike[str],
+                   model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                    output_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Predict every simulation of the dataset with the trained model; write the evaluation.
 
-    For a network with attention maps (the registry's ``attention_maps``, the ViT), the
-    attention and position-embedding figures of cosmo_sbi.interpret are added; for the CNN,
-    its Grad-CAM maps per parameter. Returns the metrics written to ``metrics.json`` (written
+    Several ``model_dir`` (an ensemble: training.ensemble_seeds) are evaluated as their
+    equal-weight Gaussian mixture (cosmo_sbi.metrics.mixture_moments); the history and the
+    figures of the first member stand for the training. For a network with attention maps
+    (the registry's ``attention_maps``, the ViT), the attention and position-embedding
+    figures of cosmo_sbi.interpret are added; for one with ``grad_cam`` (the CNN), its
+    Grad-CAM maps per parameter. Returns the metrics written to ``metrics.json`` (written
     last: it is the rule's completion marker).
     """
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    model_dirs = ([Path(model_dir)] if isinstance(model_dir, (str, os.PathLike))
+                  else [Path(path) for path in model_dir])
+    output_dir = Path(output_dir)
     device = select_device(config["training"]["device"], local_rank=0)
-    model = load_trained(model_dir, map_location=device)
-    training_summary = read_training_summary(model_dir / TRAINING_SUMMARY_FILE)
     data = read_dataset(dataset_path)
-    mean_scaled, sigma_scaled = predict_scaled(model, data.read_inputs, len(data.ids), device,
-                                               config["training"]["batch_size"])
+    models = [load_trained(path, map_location=device) for path in model_dirs]
+    means, sigmas = zip(*(predict_scaled(model, data.read_inputs, len(data.ids), device,
+                                         config["training"]["batch_size"])
+                          for model in models), strict=True)
+    mean_scaled, sigma_scaled = mixture_moments(means, sigmas)  # one network: itself
     table = predictions_table(data, mean_scaled, sigma_scaled)
+    training_summary, model_dir = ensemble_summary(model_dirs), model_dirs[0]
     metrics = write_evaluation(config, model_name, table, training_summary, model_dir,
                                output_dir)
     if network(model_name).attention_maps:
         from cosmo_sbi import interpret
 
-        figures = interpret.write_attention_figures(model, data,
+        figures = interpret.write_attention_figures(models[0], data,
                                                     output_dir / plots.FIGURES_DIR, device)
         metrics["figures"].update({key: _relative(path, output_dir)
                                    for key, path in figures.items()})
     if network(model_name).grad_cam:
         from cosmo_sbi import interpret
 
-        figures = interpret.write_grad_cam_figures(model, data,
+        figures = interpret.write_grad_cam_figures(models[0], data,
                                                    output_dir / plots.FIGURES_DIR, device,
                                                    PARAMETER_NAMES)
         metrics["figures"].update({key: _relative(path, output_dir)

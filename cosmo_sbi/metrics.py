@@ -85,6 +85,18 @@ def coverage_curve(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray,
     return np.stack([interval_coverage(true, mean, sigma, level) for level in levels])
 
 
+def mixture_moments(means: np.ndarray, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sigma (N, P) of the equal-weight mixture of M Gaussians, ``means`` and
+    ``sigmas`` (M, N, P): mean of the means; variance = mean of the variances + variance
+    (ddof 0) of the means (an ensemble of networks, each a Gaussian). One member is returned
+    as it is (bit for bit)."""
+    means, sigmas = np.asarray(means, dtype=np.float64), np.asarray(sigmas, dtype=np.float64)
+    if len(means) == 1:
+        return means[0], sigmas[0]
+    variance = np.mean(sigmas**2, axis=0) + np.var(means, axis=0)
+    return np.mean(means, axis=0), np.sqrt(variance)
+
+
 def _as_json_values(columns: Mapping[str, np.ndarray]) -> dict[str, dict]:
     """{metric: (P,)} -> {parameter: {metric: float, or None where undefined}}."""
     return {name: {key: float(values[index]) if np.isfinite(values[index]) else None

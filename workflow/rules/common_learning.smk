@@ -23,10 +23,31 @@ def training_uses_gpu() -> bool:
     return TRAINING["gpus"] > 0 and TRAINING["device"] != "cpu"
 
 
+def training_seed(wildcards) -> int:
+    """The {seed} of an ensemble member (rule train_member), else training.seed."""
+    return int(wildcards.get("seed", TRAINING["seed"]))
+
+
 def training_params(wildcards) -> dict:
-    """Config values a model's training depends on (not the list of models to train)."""
-    settings = {key: value for key, value in TRAINING.items() if key != "models"}
+    """Config values a model's training depends on (not the list of models to train, nor
+    the other members of an ensemble)."""
+    settings = {key: value for key, value in TRAINING.items()
+                if key not in ("models", "ensemble_seeds")}
+    settings["seed"] = training_seed(wildcards)
     return {"model": config["models"][wildcards.model], "training": settings}
+
+
+def model_dirs(model: str) -> list[str]:
+    """Trained folders of ``model``: results/models/{model}, or with training.ensemble_seeds
+    one per member, results/models/{model}/seed{seed}."""
+    if not TRAINING["ensemble_seeds"]:
+        return [f"{RESULTS}/models/{model}"]
+    return [f"{RESULTS}/models/{model}/seed{seed}" for seed in TRAINING["ensemble_seeds"]]
+
+
+def trained_files(name: str):
+    """Input function: file ``name`` of every trained folder of {model}."""
+    return lambda wildcards: [f"{folder}/{name}" for folder in model_dirs(wildcards.model)]
 
 
 def training_launcher() -> str:

@@ -1,13 +1,14 @@
-# Predictions, metrics and figures of one trained model (ViT: plus attention maps).
+# Predictions, metrics and figures of one trained model (ViT: plus attention maps), or of
+# the mixture of its training.ensemble_seeds members.
 
 
 rule evaluate:
     input:
         dataset=f"{RESULTS}/dataset.h5",
-        weights=f"{RESULTS}/models/{{model}}/model.pt",
-        description=f"{RESULTS}/models/{{model}}/model_config.json",
-        history=f"{RESULTS}/models/{{model}}/history.csv",
-        summary=f"{RESULTS}/models/{{model}}/training_summary.json",
+        weights=trained_files("model.pt"),  # several: training.ensemble_seeds
+        description=trained_files("model_config.json"),
+        history=trained_files("history.csv"),
+        summary=trained_files("training_summary.json"),
     output:
         metrics=f"{RESULTS}/evaluation/{{model}}/metrics.json",
         predictions=f"{RESULTS}/evaluation/{{model}}/predictions.ecsv",
@@ -20,7 +21,7 @@ rule evaluate:
             subcategory="{model}",
         ),
     params:
-        model_dir=lambda wildcards, input: os.path.dirname(input.weights),
+        model_dirs=lambda wildcards: " ".join(model_dirs(wildcards.model)),
         output_dir=lambda wildcards, output: os.path.dirname(output.metrics),
         device=TRAINING["device"],
     log:
@@ -34,5 +35,5 @@ rule evaluate:
         **gpu_resources(1),
     shell:
         "OMP_NUM_THREADS={threads} cosmo-sbi evaluate --config \"$COSMO_SBI_CONFIG\""
-        " --model {wildcards.model} --dataset {input.dataset} --model-dir {params.model_dir}"
+        " --model {wildcards.model} --dataset {input.dataset} --model-dir {params.model_dirs}"
         " --output-dir {params.output_dir} > {log} 2>&1"

@@ -17,7 +17,6 @@ rule fisher:
             category="Fisher bound",
         ),
     params:
-        config=CONFIG,
         fisher=config["fisher"],
         summaries=config["summaries"],
         binning=config["histogram"],
@@ -32,6 +31,6 @@ rule fisher:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(30),
     shell:
-        "OMP_NUM_THREADS={threads} cosmo-sbi fisher --config {params.config}"
+        "OMP_NUM_THREADS={threads} cosmo-sbi fisher --config \"$COSMO_SBI_CONFIG\""
         " --fiducial {input.fiducial} --derivatives {input.derivatives}"
         " --design {input.design} --output-dir {params.output_dir} > {log} 2>&1"

@@ -11,7 +11,6 @@ rule summaries:
     output:
         f"{RESULTS}/summaries/two_point.h5",
     params:
-        config=CONFIG,
         summaries=config["summaries"],
         binning=config["histogram"],
     log:
@@ -23,6 +22,6 @@ rule summaries:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(30),
     shell:
-        "OMP_NUM_THREADS={threads} cosmo-sbi summaries --config {params.config}"
+        "OMP_NUM_THREADS={threads} cosmo-sbi summaries --config \"$COSMO_SBI_CONFIG\""
         " --dataset {input.dataset} --latin-hypercube {input.latin_hypercube}"
         " --fiducial {input.fiducial} --output {output} > {log} 2>&1"

@@ -36,4 +36,16 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --config \"$COSMO_SBI_CONFIG\""
         " --model {wildcards.model} --dataset {input} --output-dir {params.output_dir}"
-        " > {log} 2>&1"
+        " --seed {params.settings[training][seed]} > {log} 2>&1"
+
+
+# training.ensemble_seeds: one network per seed, results/models/{model}/seed{seed}/ (the
+# evaluate rule takes them all, through model_dirs in common_learning.smk).
+use rule train as train_member with:
+    output:
+        weights=f"{RESULTS}/models/{{model}}/seed{{seed,\\d+}}/model.pt",
+        description=f"{RESULTS}/models/{{model}}/seed{{seed}}/model_config.json",
+        history=f"{RESULTS}/models/{{model}}/seed{{seed}}/history.csv",
+        summary=f"{RESULTS}/models/{{model}}/seed{{seed}}/training_summary.json",
+    log:
+        f"{LOGS}/train/{{model}}/seed{{seed}}.log",
