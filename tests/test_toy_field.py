@@ -80,7 +80,7 @@ def test_histogram_stage_gives_back_the_field(tmp_path) -> None:
     """Halos placed inside their cells, light cone and histogram written by the real
     writers: the histogram is the field's counts."""
     config = toy_config({"histogram": {"bins": [16, 16, 16]},
-                         "design": {"latin_hypercube": {"n_simulations": 2},
+                         "design": {"latin_hypercube": {"n_simulations": 3},
                                     "fiducial": {"n_simulations": 1}}})
     paths = write_histograms(config, tmp_path, halos=grf_halos, keep_lightcones=False)
     table = design_table(config, "latin_hypercube")
