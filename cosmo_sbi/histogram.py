@@ -9,7 +9,7 @@ provenance (sim_id, set, seed, cosmology, simulator and settings) plus the binni
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,3 +117,14 @@ def histogram_lightcone_file(
             out.create_dataset(name, data=edges)
         write_attrs(out, attrs)
     return counts
+
+
+def histogram_lightcone_files(config: Config, inputs: Sequence[str | os.PathLike[str]],
+                              outputs: Sequence[str | os.PathLike[str]]) -> None:
+    """Histogram a block of light-cone files, one output each (the same bytes as one
+    ``histogram_lightcone_file`` call per file)."""
+    if len(inputs) != len(outputs):
+        raise ValueError(f"expected one output per input light cone, got {len(inputs)} "
+                         f"inputs and {len(outputs)} outputs")
+    for input_path, output_path in zip(inputs, outputs, strict=True):
+        histogram_lightcone_file(config, input_path, output_path)

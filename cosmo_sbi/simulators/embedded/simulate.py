@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import h5py
 import numpy as np
 
 from cosmo_sbi.config import Config
 from cosmo_sbi.cosmology import Cosmology
+from cosmo_sbi.io import read_attrs
 from cosmo_sbi.lightcone import (
     lightcone_provenance,
     observed_redshift,
@@ -181,7 +184,6 @@ def lightcone_core(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
     """The shared core: hashed Gaussian initial conditions, 2LPT, and the Lagrangian cells
     that can be displaced into ``window``, with the z = 0 linear overdensity smoothed at
     each of ``bias_radii`` [Mpc/h] (each >= the 2LPT smoothing)."""
-    check_memory(settings)
     grid_size, box_size = settings.grid_size, settings.box_size_mpc_h
     lpt_radius = settings.lpt_smoothing_mpc_h
     origin = box_origin(window, cosmo, box_size)
@@ -276,25 +278,85 @@ def mass_floor_msun_h(cosmo: Cosmology, settings: EmbeddedSettings) -> float:
     return settings.min_mass_msun_h
 
 
+@dataclass(frozen=True)
+class EmbeddedRun:
+    """Everything a light cone depends on besides its design row, resolved once from the
+    config: the simulator settings, the cone window and the histogram's mass cut (only
+    checked against the floor)."""
+
+    settings: EmbeddedSettings
+    window: ConeWindow
+    histogram_cut_msun_h: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> EmbeddedRun:
+        return cls(settings=EmbeddedSettings.from_config(config["simulator"]["embedded"]),
+                   window=ConeWindow.from_config(config),
+                   histogram_cut_msun_h=float(config["histogram"]["min_mass_msun_h"]))
+
+    def provenance(self, row: Mapping[str, Any], cosmo: Cosmology) -> dict[str, Any]:
+        """The root attributes of the light-cone file of design row ``row``."""
+        window = self.window
+        attrs = lightcone_provenance(row, "embedded", asdict(self.settings))
+        attrs.update(window_ra_deg=list(window.ra_deg), window_dec_deg=list(window.dec_deg),
+                     window_z_cos=list(window.z_cos), observer_mpc_h=[0.0, 0.0, 0.0],
+                     cone_axis=[1.0, 0.0, 0.0],
+                     mass_floor_msun_h=mass_floor_msun_h(cosmo, self.settings))
+        return attrs
+
+    def simulate(self, row: Mapping[str, Any], output: str | os.PathLike[str],
+                 threads: int = 1, resume: bool = False) -> bool:
+        """Simulate the light cone of one design row and write it in the common format;
+        with ``resume``, keep an existing ``output`` that holds this very light cone (same
+        provenance). Returns whether it simulated."""
+        cosmo = Cosmology.from_params(row)
+        attrs = self.provenance(row, cosmo)
+        if resume and has_provenance(output, attrs):
+            logger.info("%s/%s: %s is up to date, kept", row["set"], row["id"], output)
+            return False
+        floor = attrs["mass_floor_msun_h"]
+        if self.histogram_cut_msun_h < floor:
+            warnings.warn(
+                f"histogram.min_mass_msun_h = {self.histogram_cut_msun_h:g} is below the "
+                f"{self.settings.mode} mode's floor of {floor:.3g} Msun/h at this cosmology: "
+                "the histograms miss halos", UserWarning, stacklevel=2)
+        start = time.perf_counter()
+        halos = simulate_halos(cosmo, int(row["seed"]), self.settings, self.window, threads)
+        logger.info("%s/%s: embedded %s, %d halos in %.1f s", row["set"], row["id"],
+                    self.settings.mode, len(halos["mass"]), time.perf_counter() - start)
+        write_lightcone(output, halos, attrs)
+        return True
+
+
+def has_provenance(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is a readable file whose root attributes equal ``attrs``."""
+    try:
+        with h5py.File(path, "r") as source:
+            stored = read_attrs(source)
+    except OSError:
+        return False
+    expected = json.loads(json.dumps(dict(attrs)))
+    return set(stored) == set(expected) and all(
+        np.array_equal(stored[key], value) if isinstance(value, list)
+        else stored[key] == value for key, value in expected.items())
+
+
+def simulate_lightcones(config: Config, rows: Sequence[Mapping[str, Any]],
+                        outputs: Sequence[str | os.PathLike[str]], threads: int = 1,
+                        resume: bool = False) -> int:
+    """Simulate a block of design rows, one light-cone file each (the same bytes as one
+    call per row); the config is resolved and the memory checked once. With ``resume``,
+    outputs that already hold their light cone are kept. Returns the number simulated."""
+    if len(rows) != len(outputs):
+        raise ValueError(f"expected one output per simulation id, got {len(rows)} ids and "
+                         f"{len(outputs)} outputs")
+    run = EmbeddedRun.from_config(config)
+    check_memory(run.settings)
+    return sum(run.simulate(row, output, threads, resume)
+               for row, output in zip(rows, outputs, strict=True))
+
+
 def simulate_lightcone(config: Config, row: Mapping[str, Any], output: str | os.PathLike[str],
                        threads: int = 1) -> None:
     """Simulate the light cone of one design row and write it in the common format."""
-    settings = EmbeddedSettings.from_config(config["simulator"]["embedded"])
-    cosmo = Cosmology.from_params(row)
-    window = ConeWindow.from_config(config)
-    floor = mass_floor_msun_h(cosmo, settings)
-    histogram_cut = float(config["histogram"]["min_mass_msun_h"])
-    if histogram_cut < floor:
-        warnings.warn(
-            f"histogram.min_mass_msun_h = {histogram_cut:g} is below the {settings.mode} mode's "
-            f"floor of {floor:.3g} Msun/h at this cosmology: the histograms miss halos",
-            UserWarning, stacklevel=2)
-    start = time.perf_counter()
-    halos = simulate_halos(cosmo, int(row["seed"]), settings, window, threads)
-    logger.info("embedded %s: %d halos in %.1f s", settings.mode, len(halos["mass"]),
-                time.perf_counter() - start)
-    attrs = lightcone_provenance(row, "embedded", asdict(settings))
-    attrs.update(window_ra_deg=list(window.ra_deg), window_dec_deg=list(window.dec_deg),
-                 window_z_cos=list(window.z_cos), observer_mpc_h=[0.0, 0.0, 0.0],
-                 cone_axis=[1.0, 0.0, 0.0], mass_floor_msun_h=floor)
-    write_lightcone(output, halos, attrs)
+    simulate_lightcones(config, [row], [output], threads)
