@@ -35,9 +35,9 @@ def _jobs_of(jobs: dict[str, int], prefix: str) -> int:
 def test_default_config_plans_1100_simulations_in_blocks(tmp_path: Path) -> None:
     result = run_snakemake(tmp_path, REPO / "config.yaml", "-n", "--quiet", "rules")
     jobs = _planned_jobs(result.stdout)
-    # 1000 + 100 simulations in blocks of simulator.block_size = 10: 110 jobs per stage
-    assert _jobs_of(jobs, "simulate_embedded") == 110
-    assert _jobs_of(jobs, "histogram") == 110
+    # 1000 + 100 simulations in blocks of simulator.block_size = 20: 55 jobs per stage
+    assert _jobs_of(jobs, "simulate_embedded") == 55
+    assert _jobs_of(jobs, "histogram") == 55
     assert jobs["design"] == 2
 
 

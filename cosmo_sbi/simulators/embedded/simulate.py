@@ -1,5 +1,13 @@
-"""The embedded light-cone simulator: configuration, the shared core (initial conditions,
-2LPT, light-cone geometry) and the halo modes, written in the common light-cone format."""
+"""The embedded light-cone simulator, in separate units:
+
+- settings: ``EmbeddedSettings`` (``simulator.embedded``) and ``EmbeddedRun``, everything
+  a light cone depends on besides its design row, resolved once from the config;
+- the memory check (``check_memory``, from /proc/meminfo), once per process;
+- the shared core (``lightcone_core``: initial conditions, 2LPT, light-cone geometry);
+- the two halo modes (``_sampled_halos``, ``_peak_halos``) behind ``simulate_halos``;
+- the stage entry point ``simulate_lightcones``: a block of design rows, one file each,
+  in the common light-cone format (``EmbeddedRun.simulate`` per row).
+"""
 
 from __future__ import annotations
 
@@ -215,8 +223,14 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
                    threads: int = 1) -> dict[str, np.ndarray]:
     """Halos in the light-cone window: the common-format fields (ra, dec [deg], z_cos,
     z_obs, mass [Msun/h]) plus pos [Mpc/h] and vel [km/s] (N, 3), observer frame."""
-    if settings.mode == "peaks":
-        return _peak_halos(cosmo, seed, settings, window, threads)
+    halo_mode = _peak_halos if settings.mode == "peaks" else _sampled_halos
+    return halo_mode(cosmo, seed, settings, window, threads)
+
+
+def _sampled_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
+                   window: ConeWindow, threads: int) -> dict[str, np.ndarray]:
+    """Sample mode: halos drawn per cone cell from the mass function, weighted by the
+    cell's Lagrangian bias field, placed in the cell and moved with it."""
     radii = bias_field_radii(settings)
     mass_function = BinnedMassFunction.build(
         cosmo, settings.min_mass_msun_h, *table_redshift_range(cosmo, settings, window), radii,
