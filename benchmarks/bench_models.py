@@ -3,9 +3,11 @@
     python benchmarks/bench_models.py throughput                  # CPU float32, batch 2
     python benchmarks/bench_models.py throughput --device cuda    # GPU bf16, batch 16, MFU
     python benchmarks/bench_models.py train --epochs 3            # train_model, 1000 samples
+    python benchmarks/bench_models.py throughput --models cnn --preset small --against stem_stride=1
 
 ``throughput`` times full optimizer steps (forward, backward, AdamW) on random inputs and
-prints samples/s, achieved TFLOP/s (analytic FLOPs, cosmo_sbi.models) and, on a known GPU,
+prints samples/s (``--against FIELD=VALUE``: also of the preset with those fields changed,
+and the ratio, in one run), achieved TFLOP/s (analytic FLOPs, cosmo_sbi.models) and, on a known GPU,
 the MFU against its dense bf16 peak. ``train`` makes 1000 synthetic 64^3 histograms with the
 real histogram and dataset writers (toy light cones of tests/synthetic_histograms.py), runs the
 real :func:`cosmo_sbi.train.train_model` for a few epochs per model and projects the time of
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # for tests.synthetic_histograms
@@ -51,12 +54,14 @@ def device_name(device: torch.device) -> str:
 
 
 def throughput(name: str, device: torch.device, batch_size: int, steps: int,
-               warmup_steps: int, compile_model: bool) -> float:
-    """Samples/s of full training steps of the paper preset of ``name`` on ``device``."""
+               warmup_steps: int, compile_model: bool,
+               model_config: dict | None = None) -> float:
+    """Samples/s of full training steps of ``name`` (the paper preset unless
+    ``model_config`` says otherwise) on ``device``."""
     torch.manual_seed(0)
     cuda = device.type == "cuda"
     memory_format = torch.channels_last_3d if cuda else torch.contiguous_format
-    model = build_model(name, {"preset": "paper"}, grid_size=GRID_SIZE)
+    model = build_model(name, model_config or {"preset": "paper"}, grid_size=GRID_SIZE)
     model = model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
     step_model = torch.compile(model) if compile_model else model
@@ -82,7 +87,8 @@ def throughput(name: str, device: torch.device, batch_size: int, steps: int,
     flops = training_flops_per_sample(model)
     mfu = model_flops_utilisation(model, samples_per_second, device_name(device))
     projected = PAPER_SAMPLES * PAPER_EPOCHS / samples_per_second
-    print(f"{name:4s} {count_parameters(model) / 1e6:6.2f}M params  {device_name(device)}  "
+    print(f"{name:4s} {model_config or ''} {count_parameters(model) / 1e6:6.2f}M params  "
+          f"{device_name(device)}  "
           f"{'bf16' if cuda else 'fp32'}  batch {batch_size}: {samples_per_second:9.2f} "
           f"samples/s  {flops * samples_per_second / 1e12:7.3f} TFLOP/s  "
           f"MFU {'n/a' if mfu is None else f'{100 * mfu:.1f}%'}  "
@@ -146,6 +152,9 @@ def main() -> None:
     bench.add_argument("--batch-size", type=int, help="default: 2 on CPU, 16 on GPU")
     bench.add_argument("--steps", type=int, help="timed steps; default: 3 on CPU, 20 on GPU")
     bench.add_argument("--warmup-steps", type=int, default=1)
+    bench.add_argument("--preset", default="paper", help="model preset (paper, small)")
+    bench.add_argument("--against", nargs="+", default=[], metavar="FIELD=VALUE",
+                       help="also time the preset with these fields changed; print the ratio")
     train = modes.add_parser("train", parents=[common],
                              help="train_model on 1000 synthetic 64^3 histograms")
     train.add_argument("--epochs", type=int, default=3)
@@ -165,9 +174,16 @@ def main() -> None:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
         print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+        changed = {field: yaml.safe_load(value)
+                   for field, value in (item.split("=", 1) for item in args.against)}
         for name in args.models:
-            throughput(name, device, args.batch_size or (16 if cuda else 2),
-                       args.steps or (20 if cuda else 3), args.warmup_steps, args.compile)
+            rates = [throughput(name, device, args.batch_size or (16 if cuda else 2),
+                                args.steps or (20 if cuda else 3), args.warmup_steps,
+                                args.compile, {"preset": args.preset, **variant})
+                     for variant in ([{}, changed] if changed else [{}])]
+            if changed:
+                print(f"{name}: preset {args.preset} is {rates[0] / rates[1]:.2f}x the "
+                      f"samples/s of the same with {changed}")
     elif args.directory:
         args.directory.mkdir(parents=True, exist_ok=True)
         train_check(args.models, args.samples, args.epochs, args.device, args.compile,
