@@ -36,7 +36,8 @@ def dry_run(repository: Path, overlay: dict) -> tuple[float, float, int]:
         env = {**os.environ, "PYTHONPATH": str(repository)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+        result = subprocess.run(command, check=True, capture_output=True, text=True, env=env,
+                                cwd=repository)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
