@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import pytest
 import yaml
 
 from cosmo_sbi.cli import main
+from cosmo_sbi.io import read_attrs
+from cosmo_sbi.simulators.embedded.simulate import has_provenance
 from tests.conftest import REPO
 
 # a 32^3 grid and a small window: a few thousand halos per light cone
@@ -17,6 +20,11 @@ OVERLAY = {
     "histogram": {"bins": [8, 8, 8], "ra_deg": [-5.0, 5.0], "dec_deg": [-5.0, 5.0],
                   "z_obs": [0.3, 0.4]},
 }
+
+
+def read_attrs_of(path: Path) -> dict:
+    with h5py.File(path, "r") as source:
+        return read_attrs(source)
 
 
 @pytest.fixture
@@ -78,3 +86,14 @@ def test_ids_and_outputs_must_pair_up(tmp_path: Path, stage, capsys) -> None:
                  str(tmp_path / "h1.h5"), str(tmp_path / "h2.h5")) == 2
     assert "one output per input light cone" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.h5"))
+
+
+def test_only_the_same_provenance_counts_as_done(tmp_path: Path, stage) -> None:
+    cone = tmp_path / "cone.h5"
+    assert stage("simulate", "--id", "0001", "--output", str(cone)) == 0
+    attrs = read_attrs_of(cone)
+    assert has_provenance(cone, attrs)
+    settings = {**attrs["simulator_settings"], "lpt_smoothing_mpc_h": 5.0}
+    assert not has_provenance(cone, {**attrs, "simulator_settings": settings})
+    assert not has_provenance(cone, {**attrs, "package_version": "0.0.0"})
+    assert not has_provenance(tmp_path / "missing.h5", attrs)

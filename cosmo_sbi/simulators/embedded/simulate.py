@@ -349,10 +349,10 @@ def has_provenance(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> bo
             stored = read_attrs(source)
     except OSError:
         return False
-    expected = json.loads(json.dumps(dict(attrs)))
+    # as stored: tuples and arrays become lists
+    expected = json.loads(json.dumps(dict(attrs), default=np.ndarray.tolist))
     return set(stored) == set(expected) and all(
-        np.array_equal(stored[key], value) if isinstance(value, list)
-        else stored[key] == value for key, value in expected.items())
+        np.array_equal(stored[key], value) for key, value in expected.items())
 
 
 def simulate_lightcones(config: Config, rows: Sequence[Mapping[str, Any]],
