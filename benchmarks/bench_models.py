@@ -4,12 +4,14 @@
     python benchmarks/bench_models.py throughput --device cuda    # GPU bf16, batch 16, MFU
     python benchmarks/bench_models.py train --epochs 3            # train_model, 1000 samples
     python benchmarks/bench_models.py throughput --device cuda --variants default,no-bf16,compile
+    python benchmarks/bench_models.py throughput --models cnn --preset small --against stem_stride=1
 
 ``throughput`` times full optimizer steps (forward, backward, clipping, AdamW) on random
-inputs and prints samples/s, achieved TFLOP/s (analytic FLOPs, cosmo_sbi.models), on a
-known GPU the MFU against its dense bf16 peak, and the peak GPU memory, for each variant of
-the fast paths (bf16 autocast, fused AdamW, channels_last_3d, torch.compile, the ViT's SDPA
-kernel). ``train`` makes 1000 synthetic 64^3 histograms with the real histogram and dataset
+inputs and prints samples/s (``--against FIELD=VALUE``: also of the preset with those
+fields changed, and the ratio, in one run), achieved TFLOP/s (analytic FLOPs,
+cosmo_sbi.models), on a known GPU the MFU against its dense bf16 peak, and the peak GPU
+memory, for each variant of the fast paths (bf16 autocast, fused AdamW, channels_last_3d,
+torch.compile, the ViT's SDPA kernel). ``train`` makes 1000 synthetic 64^3 histograms with the real histogram and dataset
 writers (toy light cones of cosmo_sbi/toy.py), runs the real
 :func:`cosmo_sbi.train.train_model` (by default on device-resident data) for a few epochs per
 model and projects the time of the paper workload (1000 samples x 100 epochs) from the
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config
@@ -92,16 +95,18 @@ def _sdpa_context(choice: str) -> contextlib.AbstractContextManager:
 
 
 def throughput(name: str, device: torch.device, batch_size: int, steps: int,
-               warmup_steps: int, variant: Variant = Variant(), preset: str = "paper",
-               grid_size: int = GRID_SIZE) -> float:
-    """Samples/s of full training steps (forward, backward, clipping, AdamW) of the ``preset``
-    of ``name`` on ``device`` with the fast paths of ``variant``; prints one line with the
-    TFLOP/s, MFU (dense bf16 peak) and peak memory."""
+               warmup_steps: int, variant: Variant = Variant(),
+               model_config: dict | None = None, grid_size: int = GRID_SIZE) -> float:
+    """Samples/s of full training steps (forward, backward, clipping, AdamW) of ``name``
+    (its paper preset unless ``model_config`` says otherwise) on ``device`` with the fast
+    paths of ``variant``; prints one line with the TFLOP/s, MFU (dense bf16 peak) and peak
+    memory."""
     torch.manual_seed(0)
     cuda = device.type == "cuda"
     memory_format = (torch.channels_last_3d if cuda and variant.channels_last
                      else torch.contiguous_format)
-    model = build_model(name, {"preset": preset}, grid_size=grid_size)
+    model_config = model_config or {"preset": "paper"}
+    model = build_model(name, model_config, grid_size=grid_size)
     model = model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4,
                                   fused=cuda and variant.fused_adamw)
@@ -134,7 +139,7 @@ def throughput(name: str, device: torch.device, batch_size: int, steps: int,
     flops = training_flops_per_sample(model)
     mfu = model_flops_utilisation(model, samples_per_second, device_name(device))
     projected = PAPER_SAMPLES * PAPER_EPOCHS / samples_per_second
-    print(f"{name:4s} {preset} {grid_size}^3 {count_parameters(model) / 1e6:6.2f}M params  "
+    print(f"{name:4s} {model_config} {grid_size}^3 {count_parameters(model) / 1e6:6.2f}M params  "
           f"{device_name(device)}  [{variant.label()}]  batch {batch_size}: "
           f"{samples_per_second:9.2f} samples/s  {flops * samples_per_second / 1e12:7.3f} "
           f"TFLOP/s  MFU {'n/a' if mfu is None else f'{100 * mfu:.1f}%'}  peak "
@@ -214,6 +219,8 @@ def main() -> None:
     bench.add_argument("--warmup-steps", type=int, default=3)
     bench.add_argument("--variants", default="default",
                        help=f"comma-separated, of {', '.join(VARIANTS)}")
+    bench.add_argument("--against", nargs="+", default=[], metavar="FIELD=VALUE",
+                       help="also time the preset with these fields changed; print the ratio")
     train = modes.add_parser("train", parents=[common],
                              help="train_model on 1000 synthetic 64^3 histograms")
     train.add_argument("--epochs", type=int, default=3)
@@ -238,17 +245,25 @@ def main() -> None:
         unknown = set(args.variants.split(",")) - set(VARIANTS)
         if unknown:
             parser.error(f"--variants: unknown {sorted(unknown)}; expected {list(VARIANTS)}")
+        changed = {field: yaml.safe_load(value)
+                   for field, value in (item.split("=", 1) for item in args.against)}
         for key in args.variants.split(","):  # variants outer: a slow compile comes last
             for name in args.models:
                 if key.startswith("sdpa") and name != "vit":
                     continue
                 try:
-                    throughput(name, device, args.batch_size or (16 if cuda else 2),
-                               args.steps or (20 if cuda else 3), args.warmup_steps,
-                               VARIANTS[key], args.preset, args.grid_size)
+                    rates = [throughput(name, device, args.batch_size or (16 if cuda else 2),
+                                        args.steps or (20 if cuda else 3), args.warmup_steps,
+                                        VARIANTS[key], {"preset": args.preset, **fields},
+                                        args.grid_size)
+                             for fields in ([{}, changed] if changed else [{}])]
                 except Exception as error:  # one failing kernel must not hide the others
                     print(f"{name} [{key}]: FAILED {type(error).__name__}: {error}",
                           flush=True)
+                    continue
+                if changed:
+                    print(f"{name}: preset {args.preset} is {rates[0] / rates[1]:.2f}x the "
+                          f"samples/s of the same with {changed}")
         return
     options = (args.models, args.samples, args.epochs, args.device, args.batch_size,
                VARIANTS[args.variant], args.data_on_device, args.preset, args.grid_size)

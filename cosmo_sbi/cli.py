@@ -27,11 +27,11 @@ def _design(args: argparse.Namespace, config: Config) -> None:
 
 
 def _simulate(args: argparse.Namespace, config: Config) -> None:
-    from cosmo_sbi.design import read_design_row
-    from cosmo_sbi.simulators.embedded import simulate_lightcone
+    from cosmo_sbi.design import read_design_rows
+    from cosmo_sbi.simulators.embedded import simulate_lightcones
 
-    simulate_lightcone(config, read_design_row(args.design, args.id), args.output,
-                       threads=args.threads)
+    simulate_lightcones(config, read_design_rows(args.design, args.id), args.output,
+                        threads=args.threads, resume=args.resume)
 
 
 def _pinocchio_setup(args: argparse.Namespace, config: Config) -> None:
@@ -70,9 +70,9 @@ def _cross_evaluate(args: argparse.Namespace, config: Config) -> None:
 
 
 def _histogram(args: argparse.Namespace, config: Config) -> None:
-    from cosmo_sbi.histogram import histogram_lightcone_file
+    from cosmo_sbi.histogram import histogram_lightcone_files
 
-    histogram_lightcone_file(config, args.input, args.output)
+    histogram_lightcone_files(config, args.input, args.output)
 
 
 def _dataset(args: argparse.Namespace, config: Config) -> None:
@@ -150,11 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", required=True, type=Path, help="ECSV file to write")
 
     sub = stage("simulate", _simulate,
-                "Runs the embedded light-cone simulator for one design row; writes the "
-                "common light-cone HDF5 file.")
-    _add_design_row_args(sub)
-    sub.add_argument("--output", required=True, type=Path, help="light-cone HDF5 to write")
+                "Runs the embedded light-cone simulator for one or a block of design rows; "
+                "writes one common light-cone HDF5 file per row.")
+    sub.add_argument("--design", required=True, type=Path,
+                     help="design table (ECSV) written by `cosmo-sbi design`")
+    sub.add_argument("--id", required=True, nargs="+",
+                     help="simulation ids (rows of the design), one per --output")
+    sub.add_argument("--output", required=True, nargs="+", type=Path,
+                     help="light-cone HDF5 files to write, one per --id")
     sub.add_argument("--threads", type=int, default=1, help="FFT worker threads")
+    sub.add_argument("--resume", action="store_true",
+                     help="keep outputs that already hold their light cone (same provenance)")
 
     sub = stage("pinocchio-setup", _pinocchio_setup,
                 "Reads one design row; writes a PINOCCHIO run directory: parameter_file, "
@@ -188,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", required=True, type=Path, help="config overlay YAML to write")
 
     sub = stage("histogram", _histogram,
-                "Reads a common light-cone file; writes the (RA, DEC, z_obs) halo-count "
-                "histogram (HDF5) with the configured binning and mass cut.")
-    sub.add_argument("--input", required=True, type=Path, help="light-cone HDF5")
-    sub.add_argument("--output", required=True, type=Path, help="histogram HDF5 to write")
+                "Reads common light-cone files; writes one (RA, DEC, z_obs) halo-count "
+                "histogram (HDF5) per file with the configured binning and mass cut.")
+    sub.add_argument("--input", required=True, nargs="+", type=Path,
+                     help="light-cone HDF5 files")
+    sub.add_argument("--output", required=True, nargs="+", type=Path,
+                     help="histogram HDF5 files to write, one per --input")
 
     sub = stage("dataset", _dataset,
                 "Reads histograms; writes one HDF5 dataset with inputs, parameters, ids, "

@@ -22,12 +22,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.cosmology import Flatw0waCDM
 from numpy.typing import ArrayLike
 from scipy.integrate import simpson, solve_ivp
 from scipy.interpolate import CubicSpline
+
+if TYPE_CHECKING:  # astropy.cosmology takes ~1.5 s to import: only the tests compare to it
+    from astropy.cosmology import Flatw0waCDM
 
 SPEED_OF_LIGHT_KM_S = 299792.458
 HUBBLE_DISTANCE_MPC_H = SPEED_OF_LIGHT_KM_S / 100.0
@@ -110,6 +113,8 @@ class Cosmology:
     @cached_property
     def astropy(self) -> Flatw0waCDM:
         """The same background as an astropy cosmology (H0 = 100 h, Tcmb0 = 0: no radiation)."""
+        from astropy.cosmology import Flatw0waCDM
+
         return Flatw0waCDM(H0=100.0 * self.h, Om0=self.Omega_m, w0=self.w0, wa=self.wa,
                            Tcmb0=0.0, Ob0=self.Omega_b)
 

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.table import Table
-from scipy.stats import qmc
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config
 from cosmo_sbi.io import DamagedFileError, atomic_path, provenance, read_ecsv
+
+if TYPE_CHECKING:  # astropy.table: ~0.6 s to import, not needed by the Snakefile
+    from astropy.table import Table
 
 SETS: tuple[str, ...] = ("latin_hypercube", "fiducial", "derivatives")
 _SET_CODES = {name: code for code, name in enumerate(SETS)}
@@ -88,6 +90,8 @@ def simulation_seed(design_seed: int, set_name: str, index: int) -> int:
 
 def latin_hypercube(ranges: dict[str, list[float]], n_simulations: int, seed: int) -> np.ndarray:
     """(n_simulations, 6) parameters, stratified in every parameter, scaled to ``ranges``."""
+    from scipy.stats import qmc  # ~0.4 s to import: only the design stage needs it
+
     sampler = qmc.LatinHypercube(d=len(PARAMETER_NAMES), rng=np.random.default_rng(seed))
     unit = sampler.random(n_simulations)
     lower = [ranges[name][0] for name in PARAMETER_NAMES]
@@ -97,6 +101,8 @@ def latin_hypercube(ranges: dict[str, list[float]], n_simulations: int, seed: in
 
 def design_table(config: Config, set_name: str) -> Table:
     """The design of ``set_name`` (one of SETS) as an astropy Table."""
+    from astropy.table import Table
+
     if set_name not in SETS:
         raise ValueError(f"unknown simulation set {set_name!r}; expected one of {SETS}")
     design = config["design"]
@@ -142,20 +148,31 @@ def write_design(config: Config, set_name: str, output: str | os.PathLike[str]) 
         table.write(temporary, format="ascii.ecsv")
 
 
+def read_design_rows(path: str | os.PathLike[str], sim_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Design rows as dicts (``id``, ``set``, parameters, ``Omega_b``, ``seed``), in the
+    order of ``sim_ids``; the table is read once. A damaged table or a non-finite parameter
+    raises an error naming the file."""
+    table = read_ecsv(path, "design table", ("id", *PARAMETER_NAMES, "Omega_b", "seed"))
+    ids = np.asarray(table["id"]).astype(str)
+    records = []
+    for sim_id in sim_ids:
+        matches = np.flatnonzero(ids == str(sim_id))
+        if len(matches) != 1:
+            raise ValueError(f"{path}: expected exactly one row with id {sim_id!r}, "
+                             f"found {len(matches)} (ids {ids[0]}..{ids[-1]})")
+        row = table[matches[0]]
+        record: dict[str, Any] = {name: row[name].item() for name in table.colnames}
+        bad = [name for name in (*PARAMETER_NAMES, "Omega_b")
+               if not isinstance(record[name], float) or not math.isfinite(record[name])]
+        if bad:
+            raise DamagedFileError(f"{path}: row {sim_id!r} has non-finite or non-numeric "
+                                   f"{bad}; expected finite parameters")
+        record["id"] = str(row["id"])
+        record["set"] = table.meta.get("set", "")
+        records.append(record)
+    return records
+
+
 def read_design_row(path: str | os.PathLike[str], sim_id: str) -> dict[str, Any]:
     """One design row as a dict (``id``, ``set``, parameters, ``Omega_b``, ``seed``)."""
-    table = read_ecsv(path, "design table", ("id", *PARAMETER_NAMES, "Omega_b", "seed"))
-    matches = np.flatnonzero(np.asarray(table["id"]).astype(str) == str(sim_id))
-    if len(matches) != 1:
-        raise ValueError(f"{path}: expected exactly one row with id {sim_id!r}, "
-                         f"found {len(matches)} (ids {table['id'][0]}..{table['id'][-1]})")
-    row = table[matches[0]]
-    record: dict[str, Any] = {name: row[name].item() for name in table.colnames}
-    bad = [name for name in (*PARAMETER_NAMES, "Omega_b")
-           if not isinstance(record[name], float) or not math.isfinite(record[name])]
-    if bad:
-        raise DamagedFileError(f"{path}: row {sim_id!r} has non-finite or non-numeric "
-                               f"{bad}; expected finite parameters")
-    record["id"] = str(row["id"])
-    record["set"] = table.meta.get("set", "")
-    return record
+    return read_design_rows(path, [sim_id])[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,3 +187,14 @@ def read_histogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, 
                                    f"expected {tuple(attrs['bins'])} (attribute 'bins')")
     check_counts(counts, attrs, path)
     return counts, attrs
+
+
+def histogram_lightcone_files(config: Config, inputs: Sequence[str | os.PathLike[str]],
+                              outputs: Sequence[str | os.PathLike[str]]) -> None:
+    """Histogram a block of light-cone files, one output each (the same bytes as one
+    ``histogram_lightcone_file`` call per file)."""
+    if len(inputs) != len(outputs):
+        raise ValueError(f"expected one output per input light cone, got {len(inputs)} "
+                         f"inputs and {len(outputs)} outputs")
+    for input_path, output_path in zip(inputs, outputs, strict=True):
+        histogram_lightcone_file(config, input_path, output_path)

@@ -7,14 +7,16 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 import yaml
-from astropy.table import Table
 
 import cosmo_sbi
+
+if TYPE_CHECKING:  # astropy.table: ~0.6 s to import, only for the readers of tables
+    from astropy.table import Table
 
 
 @contextlib.contextmanager
@@ -87,6 +89,8 @@ def read_ecsv(path: str | os.PathLike[str], what: str,
               columns: tuple[str, ...] = ()) -> Table:
     """An ECSV table with ``columns``; a damaged or foreign file raises DamagedFileError
     naming ``path`` and ``what`` (astropy's own errors do not name the file)."""
+    from astropy.table import Table
+
     try:
         table = Table.read(path, format="ascii.ecsv")
     except FileNotFoundError:

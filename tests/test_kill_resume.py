@@ -1,5 +1,5 @@
-"""Kill Snakemake with SIGKILL mid-simulation and mid-training; the reruns must finish with
-outputs identical to an uninterrupted run, trusting no partial file.
+"""Kill Snakemake with SIGKILL mid-block of simulations and mid-training; the reruns must
+finish with outputs identical to an uninterrupted run, trusting no partial file.
 
 SIGKILL goes to Snakemake's whole process group (Snakemake and the jobs it started), as
 when a node dies or a batch job is cancelled: nothing gets a chance to clean up. The rerun
@@ -82,24 +82,15 @@ def test_killed_runs_resume_to_identical_outputs(tmp_path: Path) -> None:
         (workdir / "overlay.yaml").write_text(yaml.safe_dump(OVERLAY))
     uninterrupted = start(reference)
 
-    # 1. Mid-simulation: some light cones written, another simulation running (its log
-    # opened, its light cone not there yet).
-    sims, simulate_logs = interrupted / "results/sims", interrupted / "results/logs/simulate"
+    # 1. Mid-block: the block latin_hypercube 0000-0001 (tiny.yaml: blocks of 2) has
+    # written its first light cone and is simulating the second.
+    cones = interrupted / "results/sims/latin_hypercube"
 
-    def simulations() -> tuple[set[Path], set[Path]]:
-        """(started, finished) simulations as set/id paths."""
-        started = {log.relative_to(simulate_logs).with_suffix("")
-                   for log in simulate_logs.rglob("*.log")}
-        finished = {cone.parent.relative_to(sims) for cone in sims.rglob("lightcone.h5")}
-        return started, finished
+    def mid_block() -> bool:
+        return ((cones / "0000/lightcone.h5").exists()
+                and not (cones / "0001/lightcone.h5").exists())
 
-    def mid_simulation() -> bool:
-        started, finished = simulations()
-        return bool(finished) and bool(started - finished)
-
-    kill_when(start(interrupted), mid_simulation, "simulation running after a finished one")
-    started, finished = simulations()
-    assert started - finished and len(finished) < N_SIMULATIONS
+    kill_when(start(interrupted), mid_block, "a block with its first light cone written")
     # whatever carries an output's name after the kill must be complete (checked below)
     survivors = output_digests(interrupted)
 
@@ -115,6 +106,10 @@ def test_killed_runs_resume_to_identical_outputs(tmp_path: Path) -> None:
     finish(uninterrupted, reference)
     train_log = (interrupted / "results/logs/train/cnn.log").read_text()
     assert "resuming cnn from" in train_log, train_log
+    # the killed block resumed at its first missing file
+    block_log = (interrupted / "results/logs/simulate/latin_hypercube/0000-0001.log").read_text()
+    assert "latin_hypercube/0000: " in block_log and "is up to date, kept" in block_log
+    assert "latin_hypercube/0001: embedded" in block_log, block_log
 
     assert_same_outputs(reference, interrupted)
     expected = output_digests(reference, [Path(name) for name in survivors])

@@ -103,6 +103,17 @@ def test_a_patch_size_that_does_not_divide_the_grid_names_the_field():
 def test_too_many_cnn_stages_for_the_grid_names_the_field():
     with pytest.raises(ValueError, match=r"models\.cnn\.channels"):
         build_model("cnn", {"preset": "paper"}, grid_size=16)  # 5 halvings need >= 32
+    with pytest.raises(ValueError, match=r"stem_stride 4 reduce the grid 16 times"):
+        build_model("cnn", {"preset": "small", "stem_stride": 4}, grid_size=8)
+
+
+def test_patch_stem_reads_non_overlapping_patches():
+    model = build_model("cnn", {"preset": "small", "stem_stride": 4}, grid_size=16).eval()
+    stem = model.features[0]
+    assert (stem.kernel_size, stem.stride) == ((4, 4, 4), (4, 4, 4))
+    assert not any(isinstance(layer, torch.nn.MaxPool3d) for layer in model.features[:3])
+    mean, _ = model(torch.randn(2, 1, 16, 16, 16))
+    assert mean.shape == (2, N_PARAMS)
 
 
 def test_overrides_replace_preset_fields():
@@ -153,6 +164,8 @@ def test_an_integer_may_stand_for_a_float_field():
 
 @pytest.mark.parametrize(("name", "grid_size", "overrides"), [
     ("cnn", 32, {}),
+    ("cnn", 32, {"stem_stride": 2}),
+    ("cnn", 32, {"stem_stride": 4}),
     ("vit", 16, {"patch_size": 4}),
 ])
 def test_analytic_flops_match_torch_flop_counter(name: str, grid_size: int, overrides: dict):

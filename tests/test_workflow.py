@@ -26,11 +26,18 @@ def _planned_jobs(stdout: str) -> dict[str, int]:
     return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", stdout, re.M)}
 
 
-def test_default_config_plans_1100_simulations(tmp_path: Path) -> None:
+def _jobs_of(jobs: dict[str, int], prefix: str) -> int:
+    """Jobs of the block rules named <prefix>_<set>_<first id>."""
+    return sum(count for name, count in jobs.items()
+               if re.fullmatch(rf"{prefix}_(latin_hypercube|fiducial)_\d+", name))
+
+
+def test_default_config_plans_1100_simulations_in_blocks(tmp_path: Path) -> None:
     result = run_snakemake(tmp_path, REPO / "config.yaml", "-n", "--quiet", "rules")
     jobs = _planned_jobs(result.stdout)
-    assert jobs["simulate_embedded"] == 1100
-    assert jobs["histogram"] == 1100
+    # 1000 + 100 simulations in blocks of simulator.block_size = 20: 55 jobs per stage
+    assert _jobs_of(jobs, "simulate_embedded") == 55
+    assert _jobs_of(jobs, "histogram") == 55
     assert jobs["design"] == 2
 
 
@@ -99,6 +106,13 @@ def test_config_edits_rerun_only_what_they_touch(tmp_path: Path) -> None:
     # nothing left to do, and no temporary file was left behind anywhere
     dry = run_snakemake(tmp_path, write_overlay(tmp_path, grown), "-n", *UNTIL_HISTOGRAMS)
     assert _planned_jobs(dry.stdout).get("total", 0) == 0, dry.stdout
+
+    # another block size regroups the files: histograms whose block changed, no simulation
+    regrouped = {**grown, "simulator": {**TINY_OVERLAY["simulator"], "block_size": 2}}
+    dry = run_snakemake(tmp_path, write_overlay(tmp_path, regrouped), "-n", *UNTIL_HISTOGRAMS)
+    jobs = _planned_jobs(dry.stdout)
+    assert _jobs_of(jobs, "simulate_embedded") == 0, dry.stdout
+    assert _jobs_of(jobs, "histogram") > 0, dry.stdout
     assert not list(results.rglob("*.tmp-*"))
 
 

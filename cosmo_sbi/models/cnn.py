@@ -33,6 +33,10 @@ class CNNConfig:
     """Width of the hidden layer of the MLP head."""
     dropout: float = 0.1
     """Dropout before the last linear layer."""
+    stem_stride: int = 1
+    """1: the first stage is a 3^3 convolution at full resolution, pooled by 2. s > 1: it
+    reads non-overlapping s^3 patches instead (kernel = stride = s, no pool), so the
+    full-resolution activations that bound a small network on the CPU are never made."""
 
 
 PRESETS: dict[str, CNNConfig] = {
@@ -49,12 +53,15 @@ class CNN3D(nn.Module):
         if not config.channels or min(config.channels) < 1:
             raise ValueError(f"models.cnn.channels: expected positive integers, "
                              f"got {config.channels}")
-        check_architecture("models.cnn", config, ("convs_per_stage", "head_hidden"))
-        if grid_size < 2 ** len(config.channels):
+        check_architecture("models.cnn", config, ("convs_per_stage", "head_hidden",
+                                                  "stem_stride"))
+        reduction = self.reduction(config)
+        if grid_size < reduction or grid_size % config.stem_stride:
             raise ValueError(
-                f"models.cnn.channels: {len(config.channels)} stages halve the grid "
-                f"{len(config.channels)} times, so the grid size must be at least "
-                f"{2 ** len(config.channels)}; got {grid_size}"
+                f"models.cnn.channels: {len(config.channels)} stages with stem_stride "
+                f"{config.stem_stride} reduce the grid {reduction} times, so the grid size "
+                f"must be a multiple of the stem stride and at least {reduction}; "
+                f"got {grid_size}"
             )
         self.config = config
         self.grid_size = grid_size
@@ -62,15 +69,18 @@ class CNN3D(nn.Module):
 
         layers: list[nn.Module] = []
         in_channels = 1
-        for out_channels in config.channels:
-            for _ in range(config.convs_per_stage):
-                layers += [
-                    nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-                    nn.BatchNorm3d(out_channels),
-                    nn.GELU(),
-                ]
+        for stage, out_channels in enumerate(config.channels):
+            patches = stage == 0 and config.stem_stride > 1
+            for index in range(config.convs_per_stage):
+                conv = (nn.Conv3d(in_channels, out_channels, kernel_size=config.stem_stride,
+                                  stride=config.stem_stride, bias=False)
+                        if patches and index == 0 else
+                        nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1,
+                                  bias=False))
+                layers += [conv, nn.BatchNorm3d(out_channels), nn.GELU()]
                 in_channels = out_channels
-            layers.append(nn.MaxPool3d(2))
+            if not patches:
+                layers.append(nn.MaxPool3d(2))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.head = nn.Sequential(
@@ -85,17 +95,29 @@ class CNN3D(nn.Module):
         check_histogram_batch(x, self.grid_size)
         return split_mean_log_var(self.head(self.pool(self.features(x))))
 
+    @staticmethod
+    def reduction(config: CNNConfig) -> int:
+        """Factor by which the stages shrink the grid along each axis."""
+        first = config.stem_stride if config.stem_stride > 1 else 2
+        return first * 2 ** (len(config.channels) - 1)
+
     def forward_flops_per_sample(self) -> int:
         """Forward FLOPs of one sample in convolutions and matrix products (2 per
         multiply-add; normalisation, activations and pooling are not counted)."""
         flops = 0
         side = self.grid_size
         in_channels = 1
-        for out_channels in self.config.channels:
-            for _ in range(self.config.convs_per_stage):
-                flops += 2 * 27 * in_channels * out_channels * side**3
+        stride = self.config.stem_stride
+        for stage, out_channels in enumerate(self.config.channels):
+            patches = stage == 0 and stride > 1
+            if patches:
+                side //= stride
+            for index in range(self.config.convs_per_stage):
+                kernel = stride**3 if patches and index == 0 else 27
+                flops += 2 * kernel * in_channels * out_channels * side**3
                 in_channels = out_channels
-            side //= 2
+            if not patches:
+                side //= 2
         flops += 2 * in_channels * self.config.head_hidden
         flops += 2 * self.config.head_hidden * 2 * self.n_params
         return flops

@@ -1,6 +1,7 @@
 # Shared definitions: config validation (before any job is planned), paths, per-job params.
 import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -67,9 +68,32 @@ def simulation_settings() -> dict:
             "lightcone": config["lightcone"], "window": window}
 
 
+def lightcone_path(set_name: str, sim_id: str) -> str:
+    return f"{RESULTS}/sims/{set_name}/{sim_id}/lightcone.h5"
+
+
+def histogram_path(set_name: str, sim_id: str) -> str:
+    return f"{RESULTS}/histograms/{set_name}/{sim_id}.h5"
+
+
 def histogram_targets() -> list[str]:
-    return [f"{RESULTS}/histograms/{name}/{sim_id}.h5"
-            for name in SETS for sim_id in SIM_IDS[name]]
+    return [histogram_path(name, sim_id) for name in SETS for sim_id in SIM_IDS[name]]
+
+
+def id_blocks(set_name: str) -> list[list[str]]:
+    """The set's ids in blocks of simulator.block_size: one job (one process) each."""
+    ids, size = SIM_IDS[set_name], config["simulator"]["block_size"]
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
+
+
+def block_ids(wildcards, output) -> list[str]:
+    """A block job's ids, read off its outputs (.../{id}/lightcone.h5 or .../{id}.h5).
+
+    A params function of the outputs: Snakemake does not record it, so a new block size
+    regroups the files without rerunning any simulation.
+    """
+    paths = [Path(path) for path in output]
+    return [path.parent.name if path.name == "lightcone.h5" else path.stem for path in paths]
 
 
 def per_attempt(base: int):

@@ -2,27 +2,41 @@
 # when its set's design table is remade (a range, count or seed of that set changed) or
 # when the simulation settings change. (Snakemake 9.27 does not evaluate the params of a
 # job whose ancient() input is being remade, so per-row triggers are not possible here.)
+#
+# Embedded: one job per block of simulator.block_size ids (a rule per block, named
+# simulate_embedded_<set>_<first id>), one process paying the start-up once, each light
+# cone still its own file. Outputs are update(): Snakemake does not delete them before the
+# job, and `--resume` keeps those that already hold their light cone (same provenance), so
+# a killed block resumes at its first missing file and a remade design table reruns only
+# the rows that changed.
 
 if config["simulator"]["backend"] == "embedded":
+    for _set in SETS:
+        for _block in id_blocks(_set):
 
-    rule simulate_embedded:
-        input:
-            design=f"{RESULTS}/design/{{set}}.ecsv",
-        output:
-            f"{RESULTS}/sims/{{set}}/{{id}}/lightcone.h5",
-        params:
-            settings=simulation_settings(),
-        log:
-            f"{LOGS}/simulate/{{set}}/{{id}}.log",
-        conda:
-            ENV
-        threads: 2
-        resources:
-            mem_mb=per_attempt(2000),
-            runtime=per_attempt(10),
-        shell:
-            "cosmo-sbi simulate --config \"$COSMO_SBI_CONFIG\" --design {input.design} --id {wildcards.id}"
-            " --output {output} --threads {threads} > {log} 2>&1"
+            rule:
+                name:
+                    f"simulate_embedded_{_set}_{_block[0]}"
+                input:
+                    design=f"{RESULTS}/design/{_set}.ecsv",
+                output:
+                    [update(lightcone_path(_set, sim_id)) for sim_id in _block],
+                params:
+                    settings=simulation_settings(),
+                    ids=block_ids,
+                log:
+                    f"{LOGS}/simulate/{_set}/{_block[0]}-{_block[-1]}.log",
+                group:
+                    "sims"
+                conda:
+                    ENV
+                threads: 2
+                resources:
+                    mem_mb=per_attempt(2000),
+                    runtime=per_attempt(10 * len(_block)),
+                shell:
+                    "cosmo-sbi simulate --config \"$COSMO_SBI_CONFIG\" --design {input.design}"
+                    " --id {params.ids} --output {output} --threads {threads} --resume > {log} 2>&1"
 
 else:
     PINOCCHIO = config["simulator"]["pinocchio"]

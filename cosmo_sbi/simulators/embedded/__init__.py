@@ -9,6 +9,7 @@ from cosmo_sbi.simulators.embedded.simulate import (
     EmbeddedSettings,
     simulate_halos,
     simulate_lightcone,
+    simulate_lightcones,
 )
 
-__all__ = ["EmbeddedSettings", "simulate_halos", "simulate_lightcone"]
+__all__ = ["EmbeddedSettings", "simulate_halos", "simulate_lightcone", "simulate_lightcones"]

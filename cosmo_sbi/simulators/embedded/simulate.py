@@ -1,19 +1,30 @@
-"""The embedded light-cone simulator: configuration, the shared core (initial conditions,
-2LPT, light-cone geometry) and the halo modes, written in the common light-cone format."""
+"""The embedded light-cone simulator, in separate units:
+
+- settings: ``EmbeddedSettings`` (``simulator.embedded``) and ``EmbeddedRun``, everything
+  a light cone depends on besides its design row, resolved once from the config;
+- the memory check (``check_memory``, from /proc/meminfo), once per process;
+- the shared core (``lightcone_core``: initial conditions, 2LPT, light-cone geometry);
+- the two halo modes (``_sampled_halos``, ``_peak_halos``) behind ``simulate_halos``;
+- the stage entry point ``simulate_lightcones``: a block of design rows, one file each,
+  in the common light-cone format (``EmbeddedRun.simulate`` per row).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import h5py
 import numpy as np
 
 from cosmo_sbi.config import Config
 from cosmo_sbi.cosmology import Cosmology
+from cosmo_sbi.io import read_attrs
 from cosmo_sbi.lightcone import (
     lightcone_provenance,
     observed_redshift,
@@ -188,7 +199,6 @@ def lightcone_core(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
     """The shared core: hashed Gaussian initial conditions, 2LPT, and the Lagrangian cells
     that can be displaced into ``window``, with the z = 0 linear overdensity smoothed at
     each of ``bias_radii`` [Mpc/h] (each >= the 2LPT smoothing)."""
-    check_memory(settings)
     grid_size, box_size = settings.grid_size, settings.box_size_mpc_h
     lpt_radius = settings.lpt_smoothing_mpc_h
     origin = box_origin(window, cosmo, box_size)
@@ -220,8 +230,14 @@ def simulate_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings, wind
                    threads: int = 1) -> dict[str, np.ndarray]:
     """Halos in the light-cone window: the common-format fields (ra, dec [deg], z_cos,
     z_obs, mass [Msun/h]) plus pos [Mpc/h] and vel [km/s] (N, 3), observer frame."""
-    if settings.mode == "peaks":
-        return _peak_halos(cosmo, seed, settings, window, threads)
+    halo_mode = _peak_halos if settings.mode == "peaks" else _sampled_halos
+    return halo_mode(cosmo, seed, settings, window, threads)
+
+
+def _sampled_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
+                   window: ConeWindow, threads: int) -> dict[str, np.ndarray]:
+    """Sample mode: halos drawn per cone cell from the mass function, weighted by the
+    cell's Lagrangian bias field, placed in the cell and moved with it."""
     radii = bias_field_radii(settings)
     mass_function = BinnedMassFunction.build(
         cosmo, settings.min_mass_msun_h, *table_redshift_range(cosmo, settings, window), radii,
@@ -283,24 +299,84 @@ def mass_floor_msun_h(cosmo: Cosmology, settings: EmbeddedSettings) -> float:
     return settings.min_mass_msun_h
 
 
+@dataclass(frozen=True)
+class EmbeddedRun:
+    """Everything a light cone depends on besides its design row, resolved once from the
+    config: the simulator settings, the cone window and the histogram's mass cut (only
+    checked against the floor)."""
+
+    settings: EmbeddedSettings
+    window: ConeWindow
+    histogram_cut_msun_h: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> EmbeddedRun:
+        return cls(settings=EmbeddedSettings.from_config(config["simulator"]["embedded"]),
+                   window=ConeWindow.from_config(config),
+                   histogram_cut_msun_h=float(config["histogram"]["min_mass_msun_h"]))
+
+    def provenance(self, row: Mapping[str, Any], cosmo: Cosmology) -> dict[str, Any]:
+        """The root attributes of the light-cone file of design row ``row``."""
+        window = self.window
+        attrs = lightcone_provenance(row, "embedded", asdict(self.settings))
+        attrs.update(window_ra_deg=list(window.ra_deg), window_dec_deg=list(window.dec_deg),
+                     window_z_cos=list(window.z_cos), observer_mpc_h=[0.0, 0.0, 0.0],
+                     cone_axis=[1.0, 0.0, 0.0],
+                     mass_floor_msun_h=mass_floor_msun_h(cosmo, self.settings))
+        return attrs
+
+    def simulate(self, row: Mapping[str, Any], output: str | os.PathLike[str],
+                 threads: int = 1, resume: bool = False) -> bool:
+        """Simulate the light cone of one design row and write it in the common format;
+        with ``resume``, keep an existing ``output`` that holds this very light cone (same
+        provenance). Returns whether it simulated."""
+        cosmo = Cosmology.from_params(row)
+        attrs = self.provenance(row, cosmo)
+        if resume and has_provenance(output, attrs):
+            log.info("%s/%s: %s is up to date, kept", row["set"], row["id"], output)
+            return False
+        floor = attrs["mass_floor_msun_h"]
+        if self.histogram_cut_msun_h < floor:
+            log.warning("histogram.min_mass_msun_h = %g is below the %s mode's floor of %.3g "
+                        "Msun/h at this cosmology: the histograms miss halos",
+                        self.histogram_cut_msun_h, self.settings.mode, floor)
+        start = time.perf_counter()
+        halos = simulate_halos(cosmo, int(row["seed"]), self.settings, self.window, threads)
+        log.info("%s/%s: embedded %s, %d halos in %.1f s", row["set"], row["id"],
+                    self.settings.mode, len(halos["mass"]), time.perf_counter() - start)
+        write_lightcone(output, halos, attrs)
+        return True
+
+
+def has_provenance(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is a readable file whose root attributes equal ``attrs``."""
+    try:
+        with h5py.File(path, "r") as source:
+            stored = read_attrs(source)
+    except OSError:
+        return False
+    # as stored: tuples and arrays become lists
+    expected = json.loads(json.dumps(dict(attrs), default=np.ndarray.tolist))
+    return set(stored) == set(expected) and all(
+        np.array_equal(stored[key], value) for key, value in expected.items())
+
+
+def simulate_lightcones(config: Config, rows: Sequence[Mapping[str, Any]],
+                        outputs: Sequence[str | os.PathLike[str]], threads: int = 1,
+                        resume: bool = False) -> int:
+    """Simulate a block of design rows, one light-cone file each (the same bytes as one
+    call per row); the config is resolved and the memory checked once. With ``resume``,
+    outputs that already hold their light cone are kept. Returns the number simulated."""
+    if len(rows) != len(outputs):
+        raise ValueError(f"expected one output per simulation id, got {len(rows)} ids and "
+                         f"{len(outputs)} outputs")
+    run = EmbeddedRun.from_config(config)
+    check_memory(run.settings)
+    return sum(run.simulate(row, output, threads, resume)
+               for row, output in zip(rows, outputs, strict=True))
+
+
 def simulate_lightcone(config: Config, row: Mapping[str, Any], output: str | os.PathLike[str],
                        threads: int = 1) -> None:
     """Simulate the light cone of one design row and write it in the common format."""
-    settings = EmbeddedSettings.from_config(config["simulator"]["embedded"])
-    cosmo = Cosmology.from_params(row)
-    window = ConeWindow.from_config(config)
-    floor = mass_floor_msun_h(cosmo, settings)
-    histogram_cut = float(config["histogram"]["min_mass_msun_h"])
-    if histogram_cut < floor:
-        log.warning("histogram.min_mass_msun_h = %g is below the %s mode's floor of %.3g "
-                    "Msun/h at this cosmology: the histograms miss halos", histogram_cut,
-                    settings.mode, floor)
-    start = time.perf_counter()
-    halos = simulate_halos(cosmo, int(row["seed"]), settings, window, threads)
-    log.info("embedded %s: %d halos in %.1f s", settings.mode, len(halos["mass"]),
-                time.perf_counter() - start)
-    attrs = lightcone_provenance(row, "embedded", asdict(settings))
-    attrs.update(window_ra_deg=list(window.ra_deg), window_dec_deg=list(window.dec_deg),
-                 window_z_cos=list(window.z_cos), observer_mpc_h=[0.0, 0.0, 0.0],
-                 cone_axis=[1.0, 0.0, 0.0], mass_floor_msun_h=floor)
-    write_lightcone(output, halos, attrs)
+    simulate_lightcones(config, [row], [output], threads)
