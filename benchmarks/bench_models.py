@@ -11,8 +11,8 @@ inputs and prints samples/s (``--against FIELD=VALUE``: also of the preset with 
 fields changed, and the ratio, in one run), achieved TFLOP/s (analytic FLOPs,
 cosmo_sbi.models), on a known GPU the MFU against its dense bf16 peak, and the peak GPU
 memory, for each variant of the fast paths (bf16 autocast, fused AdamW, channels_last_3d,
-torch.compile, the ViT's SDPA kernel). ``train`` makes 1000 synthetic 64^3 histograms with the real histogram and dataset
-writers (toy light cones of cosmo_sbi/toy.py), runs the real
+torch.compile, the ViT's SDPA kernel). ``train`` makes 1000 synthetic 64^3 histograms with
+the real histogram and dataset writers (toy light cones of cosmo_sbi/toy.py), runs the real
 :func:`cosmo_sbi.train.train_model` (by default on device-resident data) for a few epochs per
 model and projects the time of the paper workload (1000 samples x 100 epochs) from the
 epochs after the first (the first includes cuDNN autotuning and, with ``--variant compile``,

@@ -65,7 +65,8 @@ def test_alias_bomb_is_refused_within_seconds(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_overlays_are_applied_in_order_or_refused(tmp_path: Path) -> None:
-    first = write_overlay(tmp_path, {"design": {"fiducial": {"n_simulations": 3}}}, "a.yaml")
+    first = write_overlay(tmp_path, {"design": {"fiducial": {"n_simulations": 3},
+                                                "derivatives": {"n_seeds": 0}}}, "a.yaml")
     second = tmp_path / "b.yaml"
     second.write_text("histogram: {min_mass_msun_h: 3e13}  # YAML 1.1 would read a string\n")
 
