@@ -82,6 +82,23 @@ def _report(args: argparse.Namespace, config: Config) -> None:
     write_report(config, args.evaluations, args.output_dir)
 
 
+def _network_summaries(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.posterior import write_network_summaries
+
+    write_network_summaries(args.predictions, args.model, args.output)
+
+
+def _posterior(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.posterior import run_posterior
+
+    bad = [entry for entry in args.summaries if "=" not in entry]
+    if bad:
+        raise ValueError(f"--summaries {bad}: expected KIND=PATH, e.g. "
+                         "cnn=results/summaries/cnn.h5")
+    paths = dict(entry.split("=", 1) for entry in args.summaries)
+    run_posterior(config, args.method, paths, args.output_dir, args.predictions)
+
+
 def _add_design_row_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--design", required=True, type=Path,
                         help="design table (ECSV) written by `cosmo-sbi design`")
@@ -160,6 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", required=True, choices=["cnn", "vit"])
     sub.add_argument("--dataset", required=True, type=Path)
     sub.add_argument("--model-dir", required=True, type=Path)
+    sub.add_argument("--output-dir", required=True, type=Path)
+
+    sub = stage("network-summaries", _network_summaries,
+                "Reads a network's predictions.ecsv; writes its summary table (HDF5: per "
+                "parameter the predicted mean and log sigma, rows in the dataset's order).")
+    sub.add_argument("--model", required=True, choices=["cnn", "vit"])
+    sub.add_argument("--predictions", required=True, type=Path)
+    sub.add_argument("--output", required=True, type=Path)
+
+    sub = stage("posterior", _posterior,
+                "Reads summary tables; trains sbi's NPE of one method on posterior.train_splits "
+                "and writes samples.h5 (test split and fiducial seeds), metrics.json (TARP, "
+                "SBC, coverage, fiducial constraints) and figures to OUTPUT_DIR.")
+    sub.add_argument("--method", required=True,
+                     choices=["cnn", "vit", "two_point", "combined"])
+    sub.add_argument("--summaries", nargs="+", required=True, metavar="KIND=PATH",
+                     help="summary tables by kind (cnn, vit, two_point); combined needs all three")
+    sub.add_argument("--predictions", type=Path, default=None,
+                     help="the network's predictions.ecsv: adds its Gaussian heads' calibration")
     sub.add_argument("--output-dir", required=True, type=Path)
 
     sub = stage("report", _report,

@@ -143,6 +143,10 @@ def check_config(config: Config) -> Config:
 
     if config["simulator"]["backend"] == "pinocchio":
         check_executable(config["simulator"]["pinocchio"]["executable"])
+
+    from cosmo_sbi.posterior_config import check_posterior_config  # imports this module
+
+    check_posterior_config(config)
     return config
 
 

@@ -38,18 +38,16 @@ import numpy as np
 import torch
 
 from cosmo_sbi import PARAMETER_NAMES
-from cosmo_sbi.config import Config, ConfigError
+from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import FIDUCIAL_SPLIT, prior_bounds
 from cosmo_sbi.io import atomic_path, provenance, read_attrs, write_attrs
+from cosmo_sbi.posterior_config import COMBINED_PARTS, METHODS
 from cosmo_sbi.summary_table import SummaryTable, SummaryTableError
 
 log = logging.getLogger(__name__)
 
 POSTERIOR_PARAMETERS: tuple[str, ...] = (*PARAMETER_NAMES, "S8")
 """The six parameters and the derived S8, the columns of every posterior sample."""
-NETWORK_METHODS: tuple[str, ...] = ("cnn", "vit")
-COMBINED_PARTS: tuple[str, ...] = ("cnn", "vit", "two_point")
-METHODS: tuple[str, ...] = (*NETWORK_METHODS, "two_point", "combined")
 SAMPLES_FILE = "samples.h5"
 EVALUATED_SPLITS: tuple[str, ...] = ("test", FIDUCIAL_SPLIT)
 """Rows whose posteriors are sampled."""
@@ -77,8 +75,8 @@ class NPESettings:
     density_estimator: str = "maf"
     hidden_features: int = 50
     num_transforms: int = 5
-    batch_size: int = 200
-    learning_rate: float = 5e-4
+    batch_size: int = 50
+    learning_rate: float = 1e-3
     validation_fraction: float = 0.1
     stop_after_epochs: int = 20
     max_epochs: int = 1000
@@ -87,48 +85,6 @@ class NPESettings:
     def from_config(cls, config: Config) -> NPESettings:
         section = config["posterior"]
         return cls(**{key: section[key] for key in cls.__dataclass_fields__})
-
-
-def expected_training_simulations(config: Config) -> int:
-    """Latin-hypercube simulations expected in ``posterior.train_splits`` (split fractions
-    times the number of simulations, rounded down)."""
-    fractions = config["dataset"]["split"]
-    fraction = sum(fractions[name] for name in config["posterior"]["train_splits"])
-    return int(config["design"]["latin_hypercube"]["n_simulations"] * fraction + 1e-9)
-
-
-def check_posterior_config(config: Config) -> None:
-    """Checks of the ``posterior:`` section (called by config.check_config); ConfigError
-    naming the field."""
-    section = config.get("posterior")
-    if not section:
-        return
-    splits = section["train_splits"]
-    if "test" in splits:
-        raise ConfigError("posterior.train_splits: contains 'test'; expected splits other "
-                          "than the test split, on which the posteriors are calibrated")
-    networks = [method for method in section["methods"]
-                if method in NETWORK_METHODS or method == "combined"]
-    if "train" in splits and networks:
-        raise ConfigError(
-            f"posterior.train_splits: contains 'train', on which the networks trained; their "
-            f"outputs there are over-confident, so the NPE of {networks} would be too. "
-            "Expected splits the networks never trained on (e.g. [validation])")
-    trained = config["training"]["models"]
-    for method in section["methods"]:
-        needed = COMBINED_PARTS[:2] if method == "combined" else (
-            (method,) if method in NETWORK_METHODS else ())
-        missing = [model for model in needed if model not in trained]
-        if missing:
-            raise ConfigError(f"posterior.methods: {method!r} needs the networks {missing}, "
-                              f"which are not in training.models {trained}")
-    expected = expected_training_simulations(config)
-    if expected < section["min_simulations"]:
-        raise ConfigError(
-            f"posterior.min_simulations: the NPE would train on about {expected} simulations "
-            f"(design.latin_hypercube.n_simulations x dataset.split of {splits}); expected at "
-            f"least {section['min_simulations']}: raise the number of simulations or those "
-            "split fractions")
 
 
 # ---------------------------------------------------------------- NPE

@@ -128,6 +128,7 @@ def test_pinocchio_runs_as_an_mpi_job(tmp_path: Path) -> None:
     overlay = tmp_path / "pinocchio.yaml"
     overlay.write_text(yaml.safe_dump({
         "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1}},
+        "posterior": {"methods": []},  # 3 cosmologies: 1 validation, too few for the NPE
         "simulator": {"backend": "pinocchio", "pinocchio": {
             "executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
             "command": "{executable} {parameter_file}", "tasks": 2, "max_mem_mb": 500}},
