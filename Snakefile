@@ -13,6 +13,7 @@ include: "workflow/rules/common_learning.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/posterior.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -32,6 +32,9 @@ TARP_THRESHOLD = 0.03
 100 to 1000 simulations): calibrated |ATC| <= 0.02, its bootstrap error 0.015 at N = 100 and
 0.005 at N = 1000; widths halved give ATC -0.05 to -0.08, widths doubled +0.07 to +0.10
 (|ATC| is at most 0.125)."""
+MIN_TARP_SIMULATIONS = 10
+"""Below this many simulations the TARP verdict is ``inconclusive`` (the bootstrap of a
+handful of credibilities understates the error; one simulation gives none)."""
 SBC_ALPHA = 0.01
 """Default significance of the SBC uniformity tests (chi^2 and KS, each at SBC_ALPHA / 2)."""
 ALPHA_GRID = np.linspace(0.0, 1.0, 101)
@@ -79,9 +82,10 @@ def tarp(samples: np.ndarray, truths: np.ndarray, lower: np.ndarray, upper: np.n
     [lower, upper] (P,) in which references are drawn.
 
     Returns ``alpha`` and ``ecp`` (L,) lists, ``atc``, its bootstrap ``atc_error``, the
-    ``threshold`` and ``verdict``: ``inconclusive`` if the bootstrap error exceeds the
-    threshold (too few simulations to tell), else ``pass`` if |ATC| <= threshold, ``fail``
-    if |ATC| also exceeds twice its error, ``inconclusive`` otherwise.
+    ``threshold`` and ``verdict``: ``inconclusive`` with fewer than MIN_TARP_SIMULATIONS
+    or a bootstrap error above the threshold (too few simulations to tell), else ``pass``
+    if |ATC| <= threshold, ``fail`` if |ATC| also exceeds twice its error, ``inconclusive``
+    otherwise.
     """
     rng = np.random.default_rng(seed)
     credibility = tarp_credibility(samples, truths, lower, upper, rng)
@@ -89,7 +93,7 @@ def tarp(samples: np.ndarray, truths: np.ndarray, lower: np.ndarray, upper: np.n
     atc = float(area_to_curve(ecp))
     resampled = credibility[rng.integers(0, len(credibility), (n_bootstrap, len(credibility)))]
     atc_error = float(np.std(area_to_curve(ecp_curve(resampled)), ddof=1))
-    if atc_error > threshold:
+    if len(credibility) < MIN_TARP_SIMULATIONS or atc_error > threshold:
         verdict = "inconclusive"
     elif abs(atc) <= threshold:
         verdict = "pass"

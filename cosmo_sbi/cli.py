@@ -79,7 +79,7 @@ def _evaluate(args: argparse.Namespace, config: Config) -> None:
 def _report(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.report import write_report
 
-    write_report(config, args.evaluations, args.output_dir)
+    write_report(config, args.evaluations, args.output_dir, args.posteriors, args.fisher)
 
 
 def _network_summaries(args: argparse.Namespace, config: Config) -> None:
@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "Reads evaluation folders; writes the side-by-side report (markdown, CSV, "
                 "figures) to OUTPUT_DIR.")
     sub.add_argument("--evaluations", nargs="+", required=True, type=Path)
+    sub.add_argument("--posteriors", nargs="*", default=[], type=Path,
+                     help="posterior folders (cosmo-sbi posterior): adds the posterior section")
+    sub.add_argument("--fisher", type=Path, default=None,
+                     help="fisher.json: adds the Fisher-bound rows when the file exists")
     sub.add_argument("--output-dir", required=True, type=Path)
     return parser
 

@@ -12,8 +12,9 @@ two-point NPE trains on the same rows so that the methods differ only in their s
 that would gain). The ``test`` split is never trained on: it measures calibration (TARP,
 SBC, coverage), and the fiducial seeds give the constraints at one cosmology.
 
-The prior is the Latin-hypercube box (sbi ``BoxUniform``); the summaries are z-scored with
-the mean and standard deviation of the training rows; sbi holds out
+The prior is the Latin-hypercube box (sbi ``BoxUniform``; the flow sees the parameters
+standardised by the box's uniform mean and standard deviation); the summaries are z-scored
+with the mean and standard deviation of the training rows; sbi holds out
 ``posterior.validation_fraction`` of them for early stopping. Seeded: on CPU two runs give
 identical samples. S8 = sigma_8 (Omega_m / 0.3)^0.5 is derived from every sample.
 
@@ -54,8 +55,9 @@ EVALUATED_SPLITS: tuple[str, ...] = ("test", FIDUCIAL_SPLIT)
 
 
 def s8(omega_m: np.ndarray, sigma_8: np.ndarray) -> np.ndarray:
-    """S8 = sigma_8 (Omega_m / 0.3)^0.5."""
-    return np.asarray(sigma_8) * np.sqrt(np.asarray(omega_m) / 0.3)
+    """S8 = sigma_8 (Omega_m / 0.3)^0.5 (0 where Omega_m <= 0, which samples of a network's
+    Gaussian head can reach)."""
+    return np.asarray(sigma_8) * np.sqrt(np.clip(np.asarray(omega_m), 0.0, None) / 0.3)
 
 
 def with_s8(theta: np.ndarray) -> np.ndarray:
@@ -147,8 +149,10 @@ def train_npe(theta: np.ndarray, x: np.ndarray, prior: torch.distributions.Distr
               settings: NPESettings, seed: int) -> TrainedPosterior:
     """Train sbi's NPE on parameters theta (N, P) and summaries x (N, K) under ``prior``.
 
-    Seeded with ``seed`` (network initialisation, sbi's train/validation split, batches).
-    At least one row goes to sbi's validation set and one to its training set.
+    theta should be of order one (the flow does not rescale it); x is z-scored here with
+    its mean and standard deviation over the N rows. Seeded with ``seed`` (network
+    initialisation, sbi's train/validation split, batches). At least one row goes to sbi's
+    validation set and one to its training set.
     """
     from sbi.inference import NPE
     from sbi.neural_nets import posterior_nn
@@ -160,7 +164,7 @@ def train_npe(theta: np.ndarray, x: np.ndarray, prior: torch.distributions.Distr
     standardiser = Standardiser.fit(x)
     torch.manual_seed(seed)
     builder = posterior_nn(settings.density_estimator, hidden_features=settings.hidden_features,
-                           num_transforms=settings.num_transforms, z_score_theta="independent",
+                           num_transforms=settings.num_transforms, z_score_theta="none",
                            z_score_x="none")
     inference = NPE(prior=prior, density_estimator=builder, show_progress_bars=False,
                     tracker=_NoTracker())
@@ -169,8 +173,8 @@ def train_npe(theta: np.ndarray, x: np.ndarray, prior: torch.distributions.Distr
     estimator = inference.train(
         training_batch_size=min(settings.batch_size, n - n_validation),
         learning_rate=settings.learning_rate,
-        # sbi keeps int(fraction * n) rows: aim half a row above the wanted count
-        validation_fraction=(n_validation + 0.5) / n,
+        # sbi trains on int((1 - fraction) n) rows: aim half a row above n - n_validation
+        validation_fraction=(n_validation - 0.5) / n,
         stop_after_epochs=settings.stop_after_epochs, max_num_epochs=settings.max_epochs)
     summary = {"simulations": n, "validation_simulations": n_validation,
                "epochs": int(inference.summary["epochs_trained"][-1]),
@@ -256,10 +260,15 @@ def fit_and_sample(config: Config, table: SummaryTable) -> dict[str, Any]:
     section = config["posterior"]
     train = training_rows(table, section["train_splits"], section["min_simulations"])
     lower, upper = prior_bounds(config)
-    trained = train_npe(table.theta[train], table.x[train], box_prior(lower, upper),
+    # the flow works in the prior box standardised to mean 0, std 1 (uniform prior moments:
+    # known, unlike the std of a handful of training rows)
+    centre, scale = (lower + upper) / 2, (upper - lower) / np.sqrt(12.0)
+    trained = train_npe((table.theta[train] - centre) / scale, table.x[train],
+                        box_prior((lower - centre) / scale, (upper - centre) / scale),
                         NPESettings.from_config(config), section["seed"])
     rows = table.rows(*EVALUATED_SPLITS)
-    samples = trained.sample(table.x[rows], section["n_samples"], section["seed"] + 1)
+    samples = centre + scale * trained.sample(table.x[rows], section["n_samples"],
+                                              section["seed"] + 1)
     log.info("NPE on %d simulations: %d epochs, %.1f s", trained.summary["simulations"],
              trained.summary["epochs"], trained.summary["wall_time_s"])
     return {"samples": with_s8(samples), "theta": with_s8(table.theta[rows]),

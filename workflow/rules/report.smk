@@ -1,4 +1,5 @@
-# Side-by-side comparison of every trained model (training.models). A few tables and
+# Side-by-side comparison of every trained model (training.models) and of every posterior
+# method (posterior.methods). A few tables and
 # figures: on a cluster Snakemake makes them itself instead of queueing a job.
 
 localrules:
@@ -7,7 +8,9 @@ localrules:
 
 rule report:
     input:
-        expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=TRAINING["models"]),
+        evaluations=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json",
+                           model=TRAINING["models"]),
+        posteriors=posterior_targets(),
     output:
         summary=report(f"{RESULTS}/report/summary.md", caption="../report/summary.rst",
                        category="Report"),
@@ -21,7 +24,9 @@ rule report:
         ),
     params:
         config=CONFIG,
-        evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input],
+        evaluations=lambda wildcards, input: [os.path.dirname(p) for p in input.evaluations],
+        posteriors=lambda wildcards, input: [os.path.dirname(p) for p in input.posteriors],
+        corner_seed=config["posterior"]["corner_seed"],
         output_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
         f"{LOGS}/report.log",
@@ -32,4 +37,4 @@ rule report:
         runtime=per_attempt(15),
     shell:
         "cosmo-sbi report --config {params.config} --evaluations {params.evaluations}"
-        " --output-dir {params.output_dir} > {log} 2>&1"
+        " --posteriors {params.posteriors} --output-dir {params.output_dir} > {log} 2>&1"
