@@ -60,7 +60,7 @@ def calibration_metrics(samples: np.ndarray, truths: np.ndarray, config: Config,
     return {"tarp": tarp, "sbc": sbc, "coverage": coverage}
 
 
-def test_metrics(samples: np.ndarray, truths: np.ndarray, config: Config,
+def held_out_metrics(samples: np.ndarray, truths: np.ndarray, config: Config,
                  seed: int) -> dict[str, Any]:
     """Test-split metrics (see the module docstring) of samples (N, S, 7), truths (N, 7)."""
     mean, std = samples.mean(axis=1), samples.std(axis=1)
@@ -113,8 +113,8 @@ def posterior_metrics(config: Config, method: str, data: Mapping[str, Any],
                                "npe": data["attrs"].get("training", {})}
     test = data["split"] == "test"
     if test.any():
-        metrics["test"] = test_metrics(data["samples"][test], data["theta"][test], config,
-                                       seed)
+        metrics["test"] = held_out_metrics(data["samples"][test], data["theta"][test],
+                                           config, seed)
     fiducial = data["split"] == FIDUCIAL_SPLIT
     if fiducial.any():
         metrics[FIDUCIAL_SPLIT] = fiducial_metrics(data["samples"][fiducial],
@@ -123,7 +123,7 @@ def posterior_metrics(config: Config, method: str, data: Mapping[str, Any],
         samples, truths = gaussian_head_samples(predictions_path, "test",
                                                 config["posterior"]["n_samples"], seed)
         if len(truths):
-            metrics["gaussian_heads"] = {"test": test_metrics(samples, truths, config, seed)}
+            metrics["gaussian_heads"] = {"test": held_out_metrics(samples, truths, config, seed)}
     return metrics
 
 
