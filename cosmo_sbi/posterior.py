@@ -185,21 +185,28 @@ def train_npe(theta: np.ndarray, x: np.ndarray, prior: torch.distributions.Distr
     return TrainedPosterior(inference.build_posterior(estimator), standardiser, summary)
 
 
+LOGISTIC_STD = float(np.pi / np.sqrt(3.0))
+"""Standard deviation of the standard logistic distribution (the logit of a uniform)."""
+
+
 def logistic_prior(dimensions: int) -> torch.distributions.Distribution:
-    """The uniform prior on the unit box seen through the logit: independent standard
-    logistic distributions on the real line."""
+    """The uniform prior on the unit box seen through logit / LOGISTIC_STD: independent
+    logistic distributions of unit variance, close to the flow's standard normal base, so
+    an untrained or data-starved flow stays near the prior (a wider one, mapped back
+    through the sigmoid, would pile its mass at the box edges)."""
     uniform = torch.distributions.Uniform(torch.zeros(dimensions), torch.ones(dimensions))
     logistic = torch.distributions.TransformedDistribution(
-        uniform, [torch.distributions.SigmoidTransform().inv])
+        uniform, [torch.distributions.SigmoidTransform().inv,
+                  torch.distributions.AffineTransform(0.0, 1.0 / LOGISTIC_STD)])
     return torch.distributions.Independent(logistic, 1)
 
 
 @dataclass
 class BoxPosterior:
-    """An NPE whose flow lives in logit((theta - lower) / (upper - lower)): its samples lie
-    inside the prior box [lower, upper] by construction, so none is rejected (a flow on the
-    box itself leaks mass over the edges; sbi's rejection then took 6 minutes to draw 2000
-    samples for 200 posteriors, benchmarks/bench_posterior.py)."""
+    """An NPE whose flow lives in logit((theta - lower) / (upper - lower)) / LOGISTIC_STD:
+    its samples lie inside the prior box [lower, upper] by construction, so none is rejected
+    (a flow on the box itself leaks mass over the edges; sbi's rejection then took 6 minutes
+    to draw 2000 samples for 200 posteriors, benchmarks/bench_posterior.py)."""
 
     trained: TrainedPosterior
     lower: np.ndarray
@@ -208,7 +215,7 @@ class BoxPosterior:
     def sample(self, x: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
         """Samples (M, S, P) in physical units of the posteriors given summaries x (M, K)."""
         unbounded = self.trained.sample(x, n_samples, seed)
-        return self.lower + (self.upper - self.lower) * special.expit(unbounded)
+        return self.lower + (self.upper - self.lower) * special.expit(LOGISTIC_STD * unbounded)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -219,7 +226,8 @@ def train_box_npe(theta: np.ndarray, x: np.ndarray, lower: np.ndarray, upper: np
                   settings: NPESettings, seed: int) -> BoxPosterior:
     """NPE under the uniform prior on the box [lower, upper] (P,), theta (N, P) inside it."""
     unit = np.clip((theta - lower) / (upper - lower), 1e-6, 1 - 1e-6)
-    trained = train_npe(special.logit(unit), x, logistic_prior(len(lower)), settings, seed)
+    trained = train_npe(special.logit(unit) / LOGISTIC_STD, x, logistic_prior(len(lower)),
+                        settings, seed)
     return BoxPosterior(trained, np.asarray(lower, float), np.asarray(upper, float))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from cosmo_sbi.plots import LABELS, plt, save_figure
 from cosmo_sbi.posterior import POSTERIOR_PARAMETERS
@@ -111,7 +112,8 @@ def corner_figure(samples: Mapping[str, np.ndarray], truth: np.ndarray,
 def _contours(axis: Any, x: np.ndarray, y: np.ndarray, x_range: tuple, y_range: tuple,
               colour: str) -> None:
     """68% and 95% highest-density contours of a 2D sample histogram."""
-    density, x_edges, y_edges = np.histogram2d(x, y, bins=30, range=[x_range, y_range])
+    density, x_edges, y_edges = np.histogram2d(x, y, bins=24, range=[x_range, y_range])
+    density = ndimage.gaussian_filter(density, 1.0)  # a few thousand samples: smooth a bin
     ordered = np.sort(density.ravel())[::-1]
     cumulative = np.cumsum(ordered) / max(ordered.sum(), 1)
     levels = sorted({ordered[min(np.searchsorted(cumulative, level), len(ordered) - 1)]
