@@ -87,8 +87,8 @@ def test_bad_shapes_name_the_expected_ones() -> None:
 def test_npe_recovers_the_analytic_posterior_of_a_linear_gaussian_toy() -> None:
     """sbi's NPE (the flow of the posterior stage) on 4000 simulations:
     the widths come out within 10% of the analytic ones and TARP passes; the same samples
-    squeezed to half their width around their mean fail TARP and SBC. ~35 s on 2 loaded
-    cores."""
+    squeezed to half their width around their mean fail TARP and SBC. 11 s (35 s at load 10)
+    on 2 cores."""
     rng = np.random.default_rng(0)
     theta, x = simulate(rng, 4000)
     prior = torch.distributions.MultivariateNormal(torch.zeros(N_PARAMETERS),
