@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cosmo_sbi.config import Config, ConfigError, load_config
 from cosmo_sbi.models import MODEL_NAMES
+from cosmo_sbi.posterior_config import METHODS
 
 Handler = Callable[[argparse.Namespace, Config], None]
 
@@ -120,7 +121,27 @@ def _evaluate(args: argparse.Namespace, config: Config) -> None:
 def _report(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.report import write_report
 
-    write_report(config, args.evaluations, args.output_dir)
+    write_report(config, args.evaluations, args.output_dir, args.posteriors, args.fisher)
+
+
+def _network_summaries(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.posterior import write_network_summaries
+
+    write_network_summaries(args.predictions, args.model, args.output)
+
+
+def _posterior(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.posterior import run_posterior
+    from cosmo_sbi.posterior_config import check_posterior_config
+
+    check_posterior_config(config)
+
+    bad = [entry for entry in args.summaries if "=" not in entry]
+    if bad:
+        raise ValueError(f"--summaries {bad}: expected KIND=PATH, e.g. "
+                         "cnn=results/summaries/cnn.h5")
+    paths = dict(entry.split("=", 1) for entry in args.summaries)
+    run_posterior(config, args.method, paths, args.output_dir, args.predictions)
 
 
 def _add_design_row_args(parser: argparse.ArgumentParser) -> None:
@@ -262,10 +283,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--set", required=True, choices=["latin_hypercube", "fiducial"])
     sub.add_argument("--output", required=True, type=Path, help="JSON file to write")
 
+    sub = stage("network-summaries", _network_summaries,
+                "Reads a network's predictions.ecsv; writes its summary table (HDF5: per "
+                "parameter the predicted mean and log sigma, rows in the dataset's order).")
+    sub.add_argument("--model", required=True, choices=MODEL_NAMES)
+    sub.add_argument("--predictions", required=True, type=Path)
+    sub.add_argument("--output", required=True, type=Path)
+
+    sub = stage("posterior", _posterior,
+                "Reads summary tables; trains sbi's NPE of one method on posterior.train_splits "
+                "and writes samples.h5 (test split and fiducial seeds), metrics.json (TARP, "
+                "SBC, coverage, fiducial constraints) and figures to OUTPUT_DIR.")
+    sub.add_argument("--method", required=True, choices=METHODS)
+    sub.add_argument("--summaries", nargs="+", required=True, metavar="KIND=PATH",
+                     help="summary tables by kind (cnn, vit, two_point); combined needs all three")
+    sub.add_argument("--predictions", type=Path, default=None,
+                     help="the network's predictions.ecsv: adds its Gaussian heads' calibration")
+    sub.add_argument("--output-dir", required=True, type=Path)
+
     sub = stage("report", _report,
                 "Reads evaluation folders; writes the side-by-side report (markdown, CSV, "
                 "figures) to OUTPUT_DIR.")
     sub.add_argument("--evaluations", nargs="+", required=True, type=Path)
+    sub.add_argument("--posteriors", nargs="*", default=[], type=Path,
+                     help="posterior folders (cosmo-sbi posterior): adds the posterior section")
+    sub.add_argument("--fisher", type=Path, default=None,
+                     help="fisher.json: adds the Fisher-bound rows when the file exists")
     sub.add_argument("--output-dir", required=True, type=Path)
     return parser
 

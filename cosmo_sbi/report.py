@@ -210,8 +210,12 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
 
 
 def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str]],
-                 output_dir: str | os.PathLike[str]) -> None:
-    """Write summary.md, comparison.csv and the comparison figures to ``output_dir``."""
+                 output_dir: str | os.PathLike[str],
+                 posterior_dirs: Sequence[str | os.PathLike[str]] = (),
+                 fisher_path: str | os.PathLike[str] | None = None) -> None:
+    """Write summary.md, comparison.csv and the comparison figures to ``output_dir``; with
+    ``posterior_dirs`` (and a Fisher forecast) also the posterior section
+    (cosmo_sbi.report_posterior)."""
     output_dir = Path(output_dir)
     evaluations = [load_evaluation(directory) for directory in evaluation_dirs]
     models = [evaluation["model"] for evaluation in evaluations]
@@ -232,5 +236,12 @@ def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str
     writer.writerows(rows)
     with atomic_path(output_dir / COMPARISON_FILE) as temporary:
         temporary.write_text(buffer.getvalue())
+    from cosmo_sbi.report_posterior import write_posterior_section
+
+    posterior_lines = write_posterior_section(config, posterior_dirs, fisher_path, output_dir,
+                                              output_dir / plots.FIGURES_DIR)
+    text = summary_markdown(config, evaluations, figures, output_dir)
+    if posterior_lines:
+        text += "\n" + "\n".join(posterior_lines) + "\n"
     with atomic_path(output_dir / SUMMARY_FILE) as temporary:
-        temporary.write_text(summary_markdown(config, evaluations, figures, output_dir))
+        temporary.write_text(text)

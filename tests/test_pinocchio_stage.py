@@ -60,6 +60,7 @@ def make_config(tmp_path: Path, **pinocchio: object) -> tuple[dict, list[Path]]:
     settings = {"executable": str(FAKE), "command": "{executable} {parameter_file}", "tasks": 2,
                 **pinocchio}
     overlay = {"design": {"latin_hypercube": {"n_simulations": 3}},
+               "posterior": {"methods": []},  # 1 validation cosmology: too few for the NPE
                "simulator": {"backend": "pinocchio", "pinocchio": settings}}
     overlay_path = tmp_path / "overlay.yaml"
     overlay_path.write_text(yaml.safe_dump(overlay))

@@ -14,6 +14,7 @@ from cosmo_sbi.config import (
 from cosmo_sbi.design import SETS, design_section, set_size, simulation_ids
 from cosmo_sbi.models import MODEL_NAMES
 from cosmo_sbi.models.build import check_models
+from cosmo_sbi.posterior_config import check_posterior_config
 
 min_version("9.0")
 
@@ -29,14 +30,15 @@ def _load_workflow_config() -> tuple[dict, list[str]]:
     keys refused, 1e13 a number, aliases bounded): config.yaml (configfile: above), then
     every --configfile in order, then --config KEY=VALUE. A repeated --configfile flag, of
     which Snakemake 9 keeps only the last, stops the run. Then the schema (defaults filled),
-    the arithmetic checks and each network's config: all before any job is planned.
+    the arithmetic checks, each network's config and the posterior section: all before any
+    job is planned.
     """
     check_single_configfile_flag(sys.argv[1:])
     overlays = [str(path) for path in workflow.overwrite_configfiles]
     files = [str(path) for path in workflow.configfiles if str(path) not in overlays]
     files += overlays
     merged = load_config(files, overrides=workflow.config_settings.config)
-    return check_models(merged), files
+    return check_posterior_config(check_models(merged)), files
 
 
 _validated, CONFIG_FILES = _load_workflow_config()

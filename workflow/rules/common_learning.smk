@@ -84,3 +84,37 @@ def cross_histograms(wildcards) -> list[str]:
 def cross_targets() -> list[str]:
     return [f"{RESULTS}/evaluation/{model}/cross/{name}.json"
             for model in TRAINING["models"] for name in CROSS]
+
+
+# ---------------------------------------------------------------- posteriors (issue 9)
+POSTERIOR_METHODS = config["posterior"]["methods"]
+POSTERIOR_REPORT_ONLY = ("methods", "corner_seed")
+"""posterior settings only the report reads: changing them reruns no NPE."""
+
+
+def posterior_summary_kinds(method: str) -> list[str]:
+    """The summary tables a method's NPE reads: combined = cnn + vit + two_point."""
+    return ["cnn", "vit", "two_point"] if method == "combined" else [method]
+
+
+def posterior_inputs(wildcards) -> dict:
+    inputs = {kind: f"{RESULTS}/summaries/{kind}.h5"
+              for kind in posterior_summary_kinds(wildcards.method)}
+    if wildcards.method in ("cnn", "vit"):  # the Gaussian heads' calibration beside the NPE
+        inputs["predictions"] = f"{RESULTS}/evaluation/{wildcards.method}/predictions.ecsv"
+    return inputs
+
+
+def posterior_summaries_argument(wildcards, input) -> str:
+    return " ".join(f"{kind}={input[kind]}"
+                    for kind in posterior_summary_kinds(wildcards.method))
+
+
+def posterior_params() -> dict:
+    """Config values every NPE depends on (not the list of methods, not the plot seed)."""
+    return {key: value for key, value in config["posterior"].items()
+            if key not in POSTERIOR_REPORT_ONLY}
+
+
+def posterior_targets() -> list[str]:
+    return [f"{RESULTS}/posteriors/{method}/metrics.json" for method in POSTERIOR_METHODS]

@@ -1,4 +1,5 @@
-# Side-by-side comparison of every trained model (training.models). A few tables and
+# Side-by-side comparison of every trained model (training.models) and of every posterior
+# method (posterior.methods). A few tables and
 # figures: on a cluster Snakemake makes them itself instead of queueing a job.
 
 localrules:
@@ -10,6 +11,8 @@ rule report:
         metrics=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json",
                        model=TRAINING["models"]),
         cross=cross_targets(),  # shown in the summary when cross_simulator is set
+        posteriors=posterior_targets(),
+        fisher=[f"{RESULTS}/fisher/fisher.json"] if fisher_enabled(config) else [],
     output:
         summary=report(f"{RESULTS}/report/summary.md", caption="../report/summary.rst",
                        category="Report"),
@@ -23,6 +26,9 @@ rule report:
         ),
     params:
         evaluations=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
+        posteriors=lambda wildcards, input: [os.path.dirname(p) for p in input.posteriors],
+        fisher=lambda wildcards, input: f"--fisher {input.fisher[0]}" if input.fisher else "",
+        corner_seed=config["posterior"]["corner_seed"],
         output_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
         f"{LOGS}/report.log",
@@ -33,4 +39,5 @@ rule report:
         runtime=per_attempt(15),
     shell:
         "cosmo-sbi report --config \"$COSMO_SBI_CONFIG\" --evaluations {params.evaluations}"
-        " --output-dir {params.output_dir} > {log} 2>&1"
+        " --posteriors {params.posteriors} {params.fisher} --output-dir {params.output_dir}"
+        " > {log} 2>&1"

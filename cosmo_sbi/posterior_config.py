@@ -1,0 +1,63 @@
+"""The ``posterior:`` config section: methods and the checks run before any job (called by
+common.smk after cosmo_sbi.config.load_config, like the networks' check, and by the
+posterior stage; no torch import)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cosmo_sbi.config import Config, ConfigError
+
+NETWORK_METHODS: tuple[str, ...] = ("cnn", "vit")
+COMBINED_PARTS: tuple[str, ...] = ("cnn", "vit", "two_point")
+"""The summary tables concatenated by the ``combined`` method, as the paper combined them."""
+METHODS: tuple[str, ...] = (*NETWORK_METHODS, "two_point", "combined")
+
+
+def training_simulations(config: Config) -> int:
+    """Latin-hypercube simulations in ``posterior.train_splits``: the design and its
+    hash-based split are deterministic, so this is the exact count the dataset will hold."""
+    from cosmo_sbi import PARAMETER_NAMES
+    from cosmo_sbi.dataset import assign_splits
+    from cosmo_sbi.design import design_table
+
+    table = design_table(config, "latin_hypercube")
+    theta = np.stack([np.asarray(table[name]) for name in PARAMETER_NAMES], axis=1)
+    if len(theta) < 3:  # assign_splits needs one per split; the dataset stage says so
+        return 0
+    splits = assign_splits(theta, config["dataset"]["split"])
+    return int(np.isin(splits, config["posterior"]["train_splits"]).sum())
+
+
+def check_posterior_config(config: Config) -> Config:
+    """Checks of the ``posterior:`` section; ConfigError naming the field. Returns ``config``."""
+    section = config.get("posterior")
+    if not section or not section["methods"]:
+        return config
+    splits = section["train_splits"]
+    if "test" in splits:
+        raise ConfigError("posterior.train_splits: contains 'test'; expected splits other "
+                          "than the test split, on which the posteriors are calibrated")
+    networks = [method for method in section["methods"]
+                if method in NETWORK_METHODS or method == "combined"]
+    if "train" in splits and networks:
+        raise ConfigError(
+            f"posterior.train_splits: contains 'train', on which the networks trained; their "
+            f"outputs there are over-confident, so the NPE of {networks} would be too. "
+            "Expected splits the networks never trained on (e.g. [validation])")
+    trained = config["training"]["models"]
+    for method in section["methods"]:
+        needed = COMBINED_PARTS[:2] if method == "combined" else (
+            (method,) if method in NETWORK_METHODS else ())
+        missing = [model for model in needed if model not in trained]
+        if missing:
+            raise ConfigError(f"posterior.methods: {method!r} needs the networks {missing}, "
+                              f"which are not in training.models {trained}")
+    count = training_simulations(config)
+    if count < section["min_simulations"]:
+        raise ConfigError(
+            f"posterior.min_simulations: the NPE would train on {count} simulations (the "
+            f"Latin-hypercube cosmologies in dataset.split {splits}); expected at least "
+            f"{section['min_simulations']}: raise design.latin_hypercube.n_simulations or "
+            "the fractions of those splits (or set posterior.methods: [] for no posteriors)")
+    return config
