@@ -133,6 +133,7 @@ def _network_summaries(args: argparse.Namespace, config: Config) -> None:
 def _posterior(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.posterior import run_posterior
     from cosmo_sbi.posterior_config import check_posterior_config
+    from cosmo_sbi.posterior_metrics import write_posterior_metrics
 
     check_posterior_config(config)
 
@@ -141,7 +142,8 @@ def _posterior(args: argparse.Namespace, config: Config) -> None:
         raise ValueError(f"--summaries {bad}: expected KIND=PATH, e.g. "
                          "cnn=results/summaries/cnn.h5")
     paths = dict(entry.split("=", 1) for entry in args.summaries)
-    run_posterior(config, args.method, paths, args.output_dir, args.predictions)
+    run_posterior(config, args.method, paths, args.output_dir)
+    write_posterior_metrics(config, args.method, args.output_dir, args.predictions)
 
 
 def _add_design_row_args(parser: argparse.ArgumentParser) -> None:

@@ -340,13 +340,9 @@ def read_samples(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def run_posterior(config: Config, method: str, summary_paths: Mapping[str, str | os.PathLike[str]],
-                  output_dir: str | os.PathLike[str],
-                  predictions_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """``cosmo-sbi posterior``: NPE of ``method``, samples.h5, metrics.json and figures in
-    ``output_dir`` (metrics.json last: the rule's completion marker). For a network method,
-    ``predictions_path`` adds the calibration of its own Gaussian heads."""
-    from cosmo_sbi.posterior_metrics import write_posterior_metrics
-
+                  output_dir: str | os.PathLike[str]) -> Path:
+    """The NPE of ``method``: writes and returns ``output_dir/samples.h5`` (the posterior
+    stage then writes its metrics, cosmo_sbi.posterior_metrics.write_posterior_metrics)."""
     if method not in METHODS:
         raise ValueError(f"method {method!r}: expected one of {METHODS}")
     output_dir = Path(output_dir)
@@ -357,4 +353,4 @@ def run_posterior(config: Config, method: str, summary_paths: Mapping[str, str |
                 **{key: config["posterior"][key]
                    for key in ("train_splits", "n_samples", "seed")}}
     write_samples(output_dir / SAMPLES_FILE, result, method, settings)
-    return write_posterior_metrics(config, method, output_dir, predictions_path)
+    return output_dir / SAMPLES_FILE

@@ -24,7 +24,8 @@ from cosmo_sbi.posterior import (
     s8,
     write_network_summaries,
 )
-from cosmo_sbi.posterior_config import check_posterior_config
+from cosmo_sbi.posterior_config import check_posterior_config, posterior_methods
+from cosmo_sbi.posterior_metrics import write_posterior_metrics
 from cosmo_sbi.summary_table import SummaryTable, read_summary_table, write_summary_table
 from tests.conftest import make_config
 
@@ -46,7 +47,8 @@ def one_thread() -> None:
      "posterior.train_splits: contains 'test'"),
     ({"posterior": {"train_splits": ["train", "validation"]}},
      "posterior.train_splits: contains 'train'.*over-confident"),
-    ({"training": {"models": ["cnn"]}}, r"posterior.methods: 'vit' needs the networks \['vit'\]"),
+    ({"training": {"models": ["cnn"]}, "posterior": {"methods": ["cnn", "vit"]}},
+     r"posterior.methods: 'vit' needs the networks \['vit'\]"),
     ({"training": {"models": ["cnn"]}, "posterior": {"methods": ["combined"]}},
      r"'combined' needs the networks \['vit'\]"),
     ({"design": {"latin_hypercube": {"n_simulations": 40}},
@@ -56,6 +58,13 @@ def one_thread() -> None:
 def test_bad_posterior_config_names_the_field(overlay: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_posterior_config(make_config(overlay))
+
+
+def test_default_methods_follow_the_trained_networks() -> None:
+    assert posterior_methods(make_config()) == ["cnn", "vit", "two_point", "combined"]
+    only_cnn = make_config({"training": {"models": ["cnn"]}})
+    assert posterior_methods(check_posterior_config(only_cnn)) == ["cnn", "two_point"]
+    assert posterior_methods(make_config({"posterior": {"methods": []}})) == []
 
 
 def test_no_methods_skips_the_posterior_checks() -> None:
@@ -144,7 +153,8 @@ def test_combined_posterior_writes_samples_metrics_and_figures(config: dict,
         paths[kind] = tmp_path / f"{kind}.h5"
         write_summary_table(paths[kind], synthetic_table(config, kind, 0.05, seed))
     output = tmp_path / "combined"
-    metrics = run_posterior(config, "combined", paths, output)
+    run_posterior(config, "combined", paths, output)
+    metrics = write_posterior_metrics(config, "combined", output, None)
     data = read_samples(output / SAMPLES_FILE)
     assert data["attrs"]["features"].count("two_point:") == 3
     assert json.loads((output / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
