@@ -29,16 +29,28 @@ def training_simulations(config: Config) -> int:
     return int(np.isin(splits, config["posterior"]["train_splits"]).sum())
 
 
+def posterior_methods(config: Config) -> list[str]:
+    """``posterior.methods``, or for null every method the trained networks allow: each
+    network of training.models, two_point, and combined when both networks are trained."""
+    methods = config["posterior"]["methods"]
+    if methods is not None:
+        return list(methods)
+    trained = [model for model in NETWORK_METHODS if model in config["training"]["models"]]
+    combined = ["combined"] if len(trained) == len(NETWORK_METHODS) else []
+    return [*trained, "two_point", *combined]
+
+
 def check_posterior_config(config: Config) -> Config:
     """Checks of the ``posterior:`` section; ConfigError naming the field. Returns ``config``."""
-    section = config.get("posterior")
-    if not section or not section["methods"]:
+    section = config["posterior"]
+    methods = posterior_methods(config)
+    if not methods:
         return config
     splits = section["train_splits"]
     if "test" in splits:
         raise ConfigError("posterior.train_splits: contains 'test'; expected splits other "
                           "than the test split, on which the posteriors are calibrated")
-    networks = [method for method in section["methods"]
+    networks = [method for method in methods
                 if method in NETWORK_METHODS or method == "combined"]
     if "train" in splits and networks:
         raise ConfigError(
@@ -46,7 +58,7 @@ def check_posterior_config(config: Config) -> Config:
             f"outputs there are over-confident, so the NPE of {networks} would be too. "
             "Expected splits the networks never trained on (e.g. [validation])")
     trained = config["training"]["models"]
-    for method in section["methods"]:
+    for method in methods:
         needed = COMBINED_PARTS[:2] if method == "combined" else (
             (method,) if method in NETWORK_METHODS else ())
         missing = [model for model in needed if model not in trained]

@@ -191,7 +191,12 @@ BAD_VALUES = [
     case("type", "training.device", "tpu"),
     case("limit", "training.gpus", 100),
     # top level
-    case("unknown key", "posterior", {}, "posterior"),
+    case("unknown key", "posteriors", {}, "posteriors"),
+    # posterior
+    case("type", "posterior.methods", ["cnn", "ridge"]),
+    case("range", "posterior.n_samples", 5),
+    case("limit", "posterior.n_samples", 10**7),
+    case("nan", "posterior.learning_rate", float("nan")),
 ]
 
 

@@ -14,7 +14,7 @@ from cosmo_sbi.config import (
 from cosmo_sbi.design import SETS, design_section, set_size, simulation_ids
 from cosmo_sbi.models import MODEL_NAMES
 from cosmo_sbi.models.build import check_models
-from cosmo_sbi.posterior_config import check_posterior_config
+from cosmo_sbi.posterior_config import check_posterior_config, posterior_methods
 
 min_version("9.0")
 

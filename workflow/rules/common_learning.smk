@@ -87,7 +87,7 @@ def cross_targets() -> list[str]:
 
 
 # ---------------------------------------------------------------- posteriors (issue 9)
-POSTERIOR_METHODS = config["posterior"]["methods"]
+POSTERIOR_METHODS = posterior_methods(config)
 POSTERIOR_REPORT_ONLY = ("methods", "corner_seed")
 """posterior settings only the report reads: changing them reruns no NPE."""
 
