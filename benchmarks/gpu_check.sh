@@ -140,6 +140,7 @@ OVERLAY="$WORK/overlay.yaml"
 if ((SMOKE)); then
     cat > "$OVERLAY" <<EOF
 design: {latin_hypercube: {n_simulations: 3}, fiducial: {n_simulations: 1}}
+posterior: {methods: []}
 histogram: {bins: [16, 16, 16]}
 simulator: {embedded: {grid_size: 32}}
 models: {cnn: {preset: small}, vit: {preset: small}}

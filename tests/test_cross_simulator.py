@@ -110,7 +110,7 @@ def test_tiny_dag_evaluates_every_model_on_a_second_embedded_configuration(
     for model in ("cnn", "vit"):
         report = json.loads((main / f"results/evaluation/{model}/cross/watson.json")
                             .read_text())
-        assert report["n_cross"] == report["n_own"] == 2
+        assert report["n_cross"] == report["n_own"] == tiny["design"]["fiducial"]["n_simulations"]
         assert report["trained_on"] == report["tested_on"] == "embedded"
         assert all(values["cross_bias_sigma"] is not None
                    for values in report["parameters"].values())

@@ -24,12 +24,12 @@ from tests.conftest import REPO
 from tests.workflow_outputs import TEMPORARY_MARK, assert_same_outputs, output_digests
 from tests.workflow_utils import snakemake_env
 
-# config/tiny.yaml shrunk further: 3 + 1 light cones on a 32^3 grid, one network
+# config/tiny.yaml shrunk further: 3 + 1 light cones on a 32^3 grid in blocks of 2, one network
 # trained for 3 epochs (a checkpoint after each), so the test stays near a minute.
 OVERLAY = {
     "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1},
                "derivatives": {"n_seeds": 0}},
-    "simulator": {"embedded": {"grid_size": 32}},
+    "simulator": {"block_size": 2, "embedded": {"grid_size": 32}},
     "training": {"models": ["cnn"], "epochs": 3},
     "posterior": {"methods": []},  # 1 validation cosmology: too few for the NPE
 }
@@ -83,7 +83,7 @@ def test_killed_runs_resume_to_identical_outputs(tmp_path: Path) -> None:
         (workdir / "overlay.yaml").write_text(yaml.safe_dump(OVERLAY))
     uninterrupted = start(reference)
 
-    # 1. Mid-block: the block latin_hypercube 0000-0001 (tiny.yaml: blocks of 2) has
+    # 1. Mid-block: the block latin_hypercube 0000-0001 (blocks of 2) has
     # written its first light cone and is simulating the second.
     cones = interrupted / "results/sims/latin_hypercube"
 

@@ -26,6 +26,7 @@ def overlay(folder: Path, tasks: int, threads: int, n_lh: int, n_fiducial: int) 
     return write_overlay(folder, {
         "design": {"latin_hypercube": {"n_simulations": n_lh},
                    "fiducial": {"n_simulations": n_fiducial}},
+        "posterior": {"methods": []},  # a few cosmologies: too few for the NPE
         "simulator": {"backend": "pinocchio", "pinocchio": {
             "executable": str(FAKE / "pinocchio.x"),
             "command": f"{FAKE / 'mpirun'} -np {{tasks}} {{executable}} {{parameter_file}}",
@@ -50,18 +51,18 @@ def test_most_at_once() -> None:
 
 
 def test_local_run_never_starts_more_ranks_than_cores(tmp_path: Path) -> None:
-    """--cores 2, 2 ranks per run, 3 runs: the runs go one at a time (2 ranks at once);
+    """--cores 2, 2 ranks per run, 4 runs: the runs go one at a time (2 ranks at once);
     before the fix, two runs of two ranks shared the two cores (4 ranks at once)."""
     ranks = tmp_path / "ranks.txt"
-    run_snakemake(tmp_path, overlay(tmp_path, tasks=2, threads=1, n_lh=2, n_fiducial=1),
+    run_snakemake(tmp_path, overlay(tmp_path, tasks=2, threads=1, n_lh=3, n_fiducial=1),
                   "--until", "pinocchio_run",
                   env_extra={"FAKE_PINOCCHIO_RANK_LOG": str(ranks),
                              "FAKE_PINOCCHIO_SECONDS": "1.5"})
     intervals = [tuple(map(int, line.split()[:2])) for line in ranks.read_text().splitlines()]
-    assert len(intervals) == 3 * 2  # every run started its 2 ranks
+    assert len(intervals) == 4 * 2  # every run started its 2 ranks
     assert most_at_once(intervals) == 2
     # each run's 2 ranks did run together (the launcher starts them at once)
-    assert len(list(tmp_path.glob("results/sims/*/*/pinocchio/pinocchio.run.plc.out"))) == 3
+    assert len(list(tmp_path.glob("results/sims/*/*/pinocchio/pinocchio.run.plc.out"))) == 4
 
 
 class _Resources(dict):
@@ -72,7 +73,7 @@ class _Resources(dict):
 
 def planned_pinocchio_job(folder: Path, cores: int, **pinocchio: int) -> SimpleNamespace:
     """threads and resources of a pinocchio_run job from a Snakemake dry run."""
-    dry = run_snakemake(folder, overlay(folder, n_lh=1, n_fiducial=1, **pinocchio), "-n",
+    dry = run_snakemake(folder, overlay(folder, n_lh=3, n_fiducial=1, **pinocchio), "-n",
                         "--cores", str(cores),
                         "results/sims/fiducial/0000/pinocchio/pinocchio.run.plc.out")
     block = dry.stdout.split("rule pinocchio_run:")[1]

@@ -17,9 +17,11 @@ TINY_OVERLAY: dict = deep_merge(yaml.safe_load(TINY_PRESET.read_text()), {
     "design": {"fiducial": {"n_simulations": 2}, "derivatives": {"n_seeds": 0}},
     "simulator": {"embedded": {"grid_size": 32}},
     "histogram": {"bins": [8, 8, 8]},
+    "posterior": {"methods": []},
 })
-"""The CI preset config/tiny.yaml (small networks, one epoch) with 4 + 2 light cones and no
-Fisher derivative set, a 32^3 simulation grid (L = 1500 Mpc/h, so the default cone still
+"""The CI preset config/tiny.yaml (small networks, one epoch) with 4 + 2 light cones, no
+Fisher derivative set and no posteriors (an edited prior box can leave one validation
+cosmology, too few for the NPE), a 32^3 simulation grid (L = 1500 Mpc/h, so the default cone still
 fits) and 8^3 histograms: the workflow tests of the simulation and histogram stages take
 seconds instead of minutes (the Fisher stage has its own workflow test)."""
 
