@@ -116,4 +116,5 @@ def test_tiny_dag_evaluates_every_model_on_a_second_embedded_configuration(
                    for values in report["parameters"].values())
     summary = (main / "results/report/summary.md").read_text()
     assert "## Trained on one simulator, tested on another" in summary
-    assert "| cnn | watson: embedded, 2 fiducial |" in summary
+    seeds = tiny["design"]["fiducial"]["n_simulations"]
+    assert f"| cnn | watson: embedded, {seeds} fiducial |" in summary
