@@ -162,11 +162,10 @@ SNAKEMAKE=("$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" --directory "$WO
 mkdir -p "$WORK/pipeline"
 
 first_half() {
-    # one thread per simulation job, one job per core (no BLAS/FFT oversubscription)
+    # no BLAS oversubscription; each block job holds 2 cores for its 2 FFT threads
     export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
     local start=$SECONDS
-    run "3a simulate" "$T_SIMULATE" "${SNAKEMAKE[@]}" --cores "$SIM_CORES" \
-        --set-threads simulate_embedded=1 --until simulate_embedded
+    run "3a simulate" "$T_SIMULATE" "${SNAKEMAKE[@]}" --cores "$SIM_CORES" --until lightcones
     local made
     made=$(find "$WORK/pipeline/results/sims" -name lightcone.h5 | wc -l)
     echo "light cones made: $made ($(awk -v n="$made" -v t=$((SECONDS - start)) \

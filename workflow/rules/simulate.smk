@@ -106,3 +106,14 @@ else:
         shell:
             "cosmo-sbi pinocchio-convert --config \"$COSMO_SBI_CONFIG\" --design {input.design}"
             " --id {wildcards.id} --run-dir {params.run_dir} --output {output} > {log} 2>&1"
+
+
+# `snakemake lightcones` (or `--until lightcones`) makes every light cone, whatever the
+# backend and the block size.
+localrules:
+    lightcones,
+
+
+rule lightcones:
+    input:
+        [lightcone_path(name, sim_id) for name in SETS for sim_id in SIM_IDS[name]],
