@@ -311,6 +311,12 @@ def fit_and_sample(config: Config, table: SummaryTable) -> dict[str, Any]:
             "summary": trained.summary, "features": list(table.feature_names)}
 
 
+def reproducible_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The NPE training summary without its wall time (logged instead), so the same config
+    writes the same samples.h5 bytes on any machine."""
+    return {key: value for key, value in summary.items() if key != "wall_time_s"}
+
+
 def write_samples(path: str | os.PathLike[str], result: Mapping[str, Any], method: str,
                   settings: Mapping[str, Any]) -> None:
     """samples.h5 (layout in the module docstring), atomically."""
@@ -327,7 +333,8 @@ def write_samples(path: str | os.PathLike[str], result: Mapping[str, Any], metho
         write_attrs(handle, provenance(method=method,
                                        parameter_names=",".join(POSTERIOR_PARAMETERS),
                                        features=",".join(result["features"]),
-                                       settings=dict(settings), training=result["summary"]))
+                                       settings=dict(settings),
+                                       training=reproducible_summary(result["summary"])))
 
 
 def read_samples(path: str | os.PathLike[str]) -> dict[str, Any]:
