@@ -52,6 +52,11 @@ config.update(_validated)
 # with other values) cannot change what running jobs read.
 CONFIG = str(write_snapshot(config, f"{RESULTS}/config", CONFIG_FILES))
 os.environ.update(COSMO_SBI_CONFIG=CONFIG)
+# Jobs call `cosmo-sbi` from the environment that runs Snakemake, activated or not
+# (`.venv/bin/snakemake ...` as the README says); under --sdm conda the job's own
+# environment comes first on its PATH.
+_JOB_PATH = os.pathsep.join([os.path.dirname(sys.executable), os.getenv("PATH", "")])
+os.environ.update(PATH=_JOB_PATH)
 
 SIM_IDS = {name: simulation_ids(set_size(config, name)) for name in SETS}
 
