@@ -45,10 +45,10 @@ def snakemake_command(workdir: Path, *extra: str) -> list[str]:
             str(workdir / "overlay.yaml"), "--cores", "2", *extra]
 
 
-def start(workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """Snakemake towards TARGET in the background, in a process group of its own."""
+def start(workdir: Path, *extra: str, target: str = TARGET) -> subprocess.Popen[bytes]:
+    """Snakemake towards ``target`` in the background, in a process group of its own."""
     with open(workdir / "snakemake.out", "ab") as log:  # the child keeps its own copy
-        return subprocess.Popen(snakemake_command(workdir, *extra, TARGET), stdout=log,
+        return subprocess.Popen(snakemake_command(workdir, *extra, target), stdout=log,
                                 stderr=subprocess.STDOUT, env=snakemake_env(),
                                 start_new_session=True)
 
@@ -69,10 +69,12 @@ def kill_when(process: subprocess.Popen[bytes], condition: Callable[[], bool],
     process.wait()
 
 
-def rerun(workdir: Path) -> subprocess.Popen[bytes]:
+def rerun(workdir: Path, *forced: str, target: str = TARGET) -> subprocess.Popen[bytes]:
+    """What README says after a crash: unlock, then the same command (a forced one with its
+    -R again) with --rerun-incomplete."""
     subprocess.run(snakemake_command(workdir, "--unlock"), check=True, env=snakemake_env(),
                    capture_output=True)
-    return start(workdir, "--rerun-incomplete")
+    return start(workdir, *forced, "--rerun-incomplete", target=target)
 
 
 @pytest.mark.slow
