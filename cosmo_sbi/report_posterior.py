@@ -106,10 +106,10 @@ def paired_bootstrap(truth: np.ndarray, predictions: Mapping[str, np.ndarray],
 
 
 def aligned_test_means(samples: Mapping[str, Mapping[str, Any]]
-                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Truths (N, 7) and each method's posterior means (N, 7) on the test split, rows in
-    the order of the simulation ids; ValueError if the methods' test simulations differ
-    (a paired comparison needs the same simulations)."""
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Ids (N,), truths (N, 7) and each method's posterior means (N, 7) on the test split,
+    rows in the order of the ids; ValueError if the methods' test simulations differ (a
+    paired comparison needs the same simulations)."""
     truth, means, ids = None, {}, None
     for method, data in samples.items():
         test = data["split"] == "test"
@@ -121,7 +121,7 @@ def aligned_test_means(samples: Mapping[str, Mapping[str, Any]]
                              f"those of {next(iter(samples))!r}; expected the posteriors of "
                              "one dataset")
         means[method] = data["mean"][test][order]
-    return truth, means
+    return ids, truth, means
 
 
 def verdict_sentences(samples: Mapping[str, Mapping[str, Any]], n_bootstrap: int,
@@ -130,7 +130,7 @@ def verdict_sentences(samples: Mapping[str, Mapping[str, Any]], n_bootstrap: int
     mean, and whether its lead over the runner-up exceeds SIGNIFICANCE bootstrap errors."""
     if len(samples) < 2:
         return ["(one method: nothing to compare)"]
-    truth, means = aligned_test_means(samples)
+    _, truth, means = aligned_test_means(samples)
     if len(truth) < 2:
         return ["(fewer than 2 test simulations: no comparison)"]
     sentences = []
