@@ -70,8 +70,10 @@ VERDICT_COLUMNS: tuple[str, ...] = (
 class PointEstimates:
     """One estimator, columns POSTERIOR_PARAMETERS: test ids (N,), truths and estimates
     (N, 7) in the order of the ids; estimates at the fiducial seeds (F, 7); median posterior
-    standard deviation over the fiducial seeds (7,), NaN without fiducial seeds."""
+    standard deviation over the fiducial seeds (7,), NaN without fiducial seeds; the file
+    they come from (for error messages)."""
 
+    source: str
     ids: np.ndarray
     truth: np.ndarray
     mean: np.ndarray
@@ -84,13 +86,16 @@ def _median_width(std: np.ndarray) -> np.ndarray:
     return np.median(std, axis=0) if len(std) else np.full(len(POSTERIOR_PARAMETERS), np.nan)
 
 
-def npe_estimates(samples: Mapping[str, Mapping[str, Any]]) -> dict[str, PointEstimates]:
-    """Each method's posterior means from its samples.h5 (read_samples), by method."""
+def npe_estimates(samples: Mapping[str, Mapping[str, Any]],
+                  sources: Mapping[str, str]) -> dict[str, PointEstimates]:
+    """Each method's posterior means from its samples.h5 (read_samples; ``sources``: method
+    -> its path), by method."""
     ids, truth, means = aligned_test_means(samples)
     estimates = {}
     for method, data in samples.items():
         fiducial = data["split"] == FIDUCIAL_SPLIT
-        estimates[method] = PointEstimates(ids, truth, means[method], data["mean"][fiducial],
+        estimates[method] = PointEstimates(sources[method], ids, truth, means[method],
+                                           data["mean"][fiducial],
                                            _median_width(data["std"][fiducial]))
     return estimates
 
@@ -106,7 +111,8 @@ def head_estimates(predictions_path: str | os.PathLike[str], n_samples: int,
     true, mean, _ = parameter_arrays(table, "test")
     fiducial_mean = parameter_arrays(table, FIDUCIAL_SPLIT)[1]
     samples, _ = gaussian_head_samples(predictions_path, FIDUCIAL_SPLIT, n_samples, seed)
-    return PointEstimates(ids[order], with_s8(true)[order], with_s8(mean)[order],
+    return PointEstimates(os.fspath(predictions_path), ids[order], with_s8(true)[order],
+                          with_s8(mean)[order],
                           with_s8(fiducial_mean), _median_width(samples.std(axis=1)))
 
 
@@ -177,8 +183,9 @@ def verdict_rows(estimates: Mapping[tuple[str, str], PointEstimates], n_bootstra
                         <= SCATTER_FACTOR else "fail"}
             if baseline is not None and method in COMPARED:
                 if not np.array_equal(estimate.ids, baseline.ids):
-                    raise ValueError(f"{method} {kind}: its test simulations differ from the "
-                                     f"two-point posterior's; expected one dataset's")
+                    raise ValueError(f"{estimate.source}: its test simulations differ from "
+                                     f"those of {baseline.source}; expected the outputs of "
+                                     "one dataset")
                 difference, error = (r2_difference(
                     estimate.truth[:, index], estimate.mean[:, index],
                     baseline.mean[:, index], n_bootstrap, seed)
@@ -310,9 +317,10 @@ def write_verdict_section(config: Config, posterior_dirs: Sequence[str | os.Path
     if not posterior_dirs:
         return []
     section = config["posterior"]
-    samples = {load_posterior(directory)["method"]: read_samples(Path(directory) / SAMPLES_FILE)
-               for directory in posterior_dirs}
-    npe = npe_estimates(samples)
+    paths = {load_posterior(directory)["method"]: Path(directory) / SAMPLES_FILE
+             for directory in posterior_dirs}
+    npe = npe_estimates({method: read_samples(path) for method, path in paths.items()},
+                        {method: os.fspath(path) for method, path in paths.items()})
     estimates: dict[tuple[str, str], PointEstimates] = {}
     for method in (BASELINE, *COMPARED):
         if method in npe:

@@ -76,9 +76,11 @@ def write_posterior(config: dict, folder: Path, method: str, error: float | None
     return directory
 
 
-def write_network_predictions(config: dict, path: Path, error: float | None, seed: int) -> Path:
+def write_network_predictions(config: dict, path: Path, error: float | None, seed: int,
+                              first_id: int = 0) -> Path:
     """predictions.ecsv of a network whose Gaussian head has errors and sigmas ``error``
-    (fraction of the box); None: the prior centre + 1e-3 noise, sigma = the prior's std."""
+    (fraction of the box); None: the prior centre + 1e-3 noise, sigma = the prior's std.
+    Ids from ``first_id`` (0: those of the posteriors)."""
     rng = np.random.default_rng(seed)
     lower, upper = prior_bounds(config)
     unit, splits = unit_truths(config)
@@ -86,7 +88,8 @@ def write_network_predictions(config: dict, path: Path, error: float | None, see
         mean, sigma = 0.5 + 1e-3 * rng.standard_normal(unit.shape), np.full(unit.shape, 0.29)
     else:
         mean, sigma = unit + error * rng.standard_normal(unit.shape), np.full(unit.shape, error)
-    data = DatasetFile(path=path, ids=np.array([f"{i:04d}" for i in range(len(unit))]),
+    ids = np.array([f"{i:04d}" for i in range(first_id, first_id + len(unit))])
+    data = DatasetFile(path=path, ids=ids,
                        sets=np.where(splits == "test", "latin_hypercube", FIDUCIAL),
                        splits=splits, theta=unscale_parameters(unit, lower, upper),
                        prior_lower=lower, prior_upper=upper, input_shape=(1, 8, 8, 8), attrs={})
@@ -183,3 +186,13 @@ def test_bootstrap_error_of_an_r2_difference_matches_the_analytic_one() -> None:
     # shared errors: the paired error is 1% of the independent one, not ~100%
     _, shared = r2_difference(truth, truth + first, truth + 1.01 * first, 1000, 0)
     assert shared < 0.05 * error
+
+
+def test_other_simulations_are_refused(config: dict, two_point: Path, tmp_path: Path) -> None:
+    """A predictions file of other test simulations than the posteriors': no pairing, an
+    error naming the file."""
+    predictions = write_network_predictions(config, tmp_path / "cnn.ecsv", 0.05, 2,
+                                            first_id=1)
+    folders = [two_point, write_posterior(config, tmp_path, "cnn", 0.05, 3)]
+    with pytest.raises(ValueError, match="cnn.ecsv: its test simulations differ"):
+        write_verdict_section(config, folders, {"cnn": predictions}, tmp_path)
