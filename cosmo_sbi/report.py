@@ -215,7 +215,7 @@ def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str
                  fisher_path: str | os.PathLike[str] | None = None) -> None:
     """Write summary.md, comparison.csv and the comparison figures to ``output_dir``; with
     ``posterior_dirs`` (and a Fisher forecast) also the posterior section
-    (cosmo_sbi.report_posterior)."""
+    (cosmo_sbi.report_posterior) and the networks' verdict (cosmo_sbi.verdict)."""
     output_dir = Path(output_dir)
     evaluations = [load_evaluation(directory) for directory in evaluation_dirs]
     models = [evaluation["model"] for evaluation in evaluations]
@@ -240,8 +240,15 @@ def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str
 
     posterior_lines = write_posterior_section(config, posterior_dirs, fisher_path, output_dir,
                                               output_dir / plots.FIGURES_DIR)
+    from cosmo_sbi.verdict import write_verdict_section
+
+    verdict_lines = write_verdict_section(
+        config, posterior_dirs, {e["model"]: e["directory"] / PREDICTIONS_FILE
+                                 for e in evaluations}, output_dir)
     text = summary_markdown(config, evaluations, figures, output_dir)
     if posterior_lines:
         text += "\n" + "\n".join(posterior_lines) + "\n"
+    if verdict_lines:
+        text += "\n" + "\n".join(verdict_lines) + "\n"
     with atomic_path(output_dir / SUMMARY_FILE) as temporary:
         temporary.write_text(text)

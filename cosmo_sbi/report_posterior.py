@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import FIDUCIAL_SPLIT, prior_bounds
 from cosmo_sbi.io import atomic_path
+from cosmo_sbi.metrics import rmse
 from cosmo_sbi.posterior import POSTERIOR_PARAMETERS, SAMPLES_FILE, read_samples
 from cosmo_sbi.posterior_metrics import METRICS_FILE
 
@@ -92,14 +93,35 @@ def method_rows(posteriors: Sequence[Mapping[str, Any]],
     return table
 
 
-def paired_bootstrap_rmse(errors: Mapping[str, np.ndarray], n_bootstrap: int,
-                          seed: int) -> dict[str, np.ndarray]:
-    """RMSE (B,) of each method's errors (N,) over the same B resamplings of the N test
-    simulations (paired: differences between methods keep their correlation)."""
-    n = len(next(iter(errors.values())))
-    indices = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
-    return {method: np.sqrt(np.mean(values[indices] ** 2, axis=1))
-            for method, values in errors.items()}
+def paired_bootstrap(truth: np.ndarray, predictions: Mapping[str, np.ndarray],
+                     metric: Callable[[np.ndarray, np.ndarray], np.ndarray], n_bootstrap: int,
+                     seed: int) -> dict[str, np.ndarray]:
+    """``metric(true, predicted)`` (B,) of each method's predictions (N,) of the truth (N,)
+    over the same B resamplings of the N test simulations (paired: differences between
+    methods keep their correlation). ``metric`` reduces axis 0 of (N, B) arrays, as the
+    functions of cosmo_sbi.metrics (rmse, r_squared) do."""
+    indices = np.random.default_rng(seed).integers(0, len(truth), (n_bootstrap, len(truth))).T
+    return {method: metric(truth[indices], values[indices])
+            for method, values in predictions.items()}
+
+
+def aligned_test_means(samples: Mapping[str, Mapping[str, Any]]
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Ids (N,), truths (N, 7) and each method's posterior means (N, 7) on the test split,
+    rows in the order of the ids; ValueError if the methods' test simulations differ (a
+    paired comparison needs the same simulations)."""
+    truth, means, ids = None, {}, None
+    for method, data in samples.items():
+        test = data["split"] == "test"
+        order = np.argsort(data["ids"][test], kind="stable")
+        if ids is None:
+            ids, truth = data["ids"][test][order], data["theta"][test][order]
+        elif not np.array_equal(data["ids"][test][order], ids):
+            raise ValueError(f"posterior of {method!r}: its test simulations differ from "
+                             f"those of {next(iter(samples))!r}; expected the posteriors of "
+                             "one dataset")
+        means[method] = data["mean"][test][order]
+    return ids, truth, means
 
 
 def verdict_sentences(samples: Mapping[str, Mapping[str, Any]], n_bootstrap: int,
@@ -108,24 +130,24 @@ def verdict_sentences(samples: Mapping[str, Mapping[str, Any]], n_bootstrap: int
     mean, and whether its lead over the runner-up exceeds SIGNIFICANCE bootstrap errors."""
     if len(samples) < 2:
         return ["(one method: nothing to compare)"]
-    test = {method: data["split"] == "test" for method, data in samples.items()}
-    if min(int(rows.sum()) for rows in test.values()) < 2:
+    _, truth, means = aligned_test_means(samples)
+    if len(truth) < 2:
         return ["(fewer than 2 test simulations: no comparison)"]
     sentences = []
     for index, name in enumerate(POSTERIOR_PARAMETERS):
-        errors = {method: (data["mean"][test[method], index]
-                           - data["theta"][test[method], index])
-                  for method, data in samples.items()}
-        rmse = {method: float(np.sqrt(np.mean(values**2))) for method, values in errors.items()}
-        ranked = sorted(rmse, key=rmse.get)
+        columns = {method: mean[:, index] for method, mean in means.items()}
+        error_of = {method: float(rmse(truth[:, index], values))
+                    for method, values in columns.items()}
+        ranked = sorted(error_of, key=error_of.get)
         best, second = ranked[0], ranked[1]
-        boot = paired_bootstrap_rmse({m: errors[m] for m in (best, second)}, n_bootstrap, seed)
-        difference = rmse[second] - rmse[best]
+        boot = paired_bootstrap(truth[:, index], {m: columns[m] for m in (best, second)}, rmse,
+                                n_bootstrap, seed)
+        difference = error_of[second] - error_of[best]
         error = float(np.std(boot[second] - boot[best], ddof=1))
         significant = difference > SIGNIFICANCE * error
         sentences.append(
-            f"- **{name}**: {best} wins (test RMSE of the posterior mean {rmse[best]:.3g} "
-            f"against {rmse[second]:.3g} for {second}); the difference {difference:.2g} ± "
+            f"- **{name}**: {best} wins (test RMSE of the posterior mean {error_of[best]:.3g} "
+            f"against {error_of[second]:.3g} for {second}); the difference {difference:.2g} ± "
             f"{error:.2g} {'exceeds' if significant else 'does not exceed'} "
             f"{SIGNIFICANCE:g} times its bootstrap error"
             + ("." if significant else ": not a significant win."))

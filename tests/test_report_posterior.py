@@ -14,11 +14,12 @@ from astropy.table import Table
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.dataset import prior_bounds
+from cosmo_sbi.metrics import rmse
 from cosmo_sbi.posterior import POSTERIOR_PARAMETERS, SAMPLES_FILE, with_s8, write_samples
 from cosmo_sbi.posterior_metrics import posterior_metrics, write_posterior_metrics
 from cosmo_sbi.report_posterior import (
     POSTERIOR_TABLE_FILE,
-    paired_bootstrap_rmse,
+    paired_bootstrap,
     verdict_sentences,
     write_posterior_section,
 )
@@ -107,7 +108,7 @@ def test_verdicts_say_when_a_lead_is_within_its_error(config: dict) -> None:
 
 def test_paired_bootstrap_cancels_shared_errors() -> None:
     errors = np.random.default_rng(0).standard_normal(100)
-    boot = paired_bootstrap_rmse({"a": errors, "b": 1.01 * errors}, 100, 0)
+    boot = paired_bootstrap(np.zeros(100), {"a": errors, "b": 1.01 * errors}, rmse, 100, 0)
     spread = np.std(boot["b"] - boot["a"])
     # paired: b - a = 0.01 a exactly; unpaired resamplings would give ~1.4 std(boot["a"])
     assert spread == pytest.approx(0.01 * np.std(boot["a"]))
