@@ -119,6 +119,9 @@ BAD_VALUES = [
     # simulator
     case("type", "simulator.backend", "gadget"),
     case("type", "simulator.embedded.mode", "fast"),
+    case("range", "simulator.embedded.threads", 0),
+    case("type", "simulator.embedded.threads", 1.5),
+    case("limit", "simulator.embedded.threads", 5000),
     case("limit", "simulator.embedded.grid_size", 100_000),
     case("type", "simulator.embedded.grid_size", 64.0),
     case("nan/inf", "simulator.embedded.box_size_mpc_h", NAN),

@@ -68,10 +68,14 @@ wildcard_constraints:
 
 
 def simulation_settings() -> dict:
-    """Config values every simulation depends on: backend settings and cone geometry."""
+    """Config values every simulation depends on: backend settings and cone geometry (not
+    the embedded simulator's FFT threads: its files are bit-identical with any count)."""
     backend = config["simulator"]["backend"]
+    settings = dict(config["simulator"][backend])
+    if backend == "embedded":
+        del settings["threads"]
     window = {key: config["histogram"][key] for key in ("ra_deg", "dec_deg", "z_obs")}
-    return {"backend": backend, backend: config["simulator"][backend],
+    return {"backend": backend, backend: settings,
             "lightcone": config["lightcone"], "window": window}
 
 
