@@ -149,7 +149,7 @@ training: {epochs: $EPOCHS, batch_size: 2, warmup_epochs: 0, device: cpu, gpus: 
 EOF
 else
     cat > "$OVERLAY" <<EOF
-simulator: {embedded: {grid_size: 128}}
+simulator: {embedded: {grid_size: 128, threads: 1}}
 training: {epochs: $EPOCHS, warmup_epochs: 1, device: cuda, gpus: 1,
            early_stopping_patience: $EPOCHS, data_on_device: true}
 EOF
@@ -162,7 +162,8 @@ SNAKEMAKE=("$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" --directory "$WO
 mkdir -p "$WORK/pipeline"
 
 first_half() {
-    # no BLAS oversubscription; each block job holds 2 cores for its 2 FFT threads
+    # no BLAS oversubscription; each block job holds simulator.embedded.threads cores
+    # (1 at 128^3: SIM_CORES blocks at once, each one FFT thread)
     export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
     local start=$SECONDS
     run "3a simulate" "$T_SIMULATE" "${SNAKEMAKE[@]}" --cores "$SIM_CORES" --until lightcones

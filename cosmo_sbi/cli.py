@@ -99,8 +99,10 @@ def _fisher(args: argparse.Namespace, config: Config) -> None:
 
 
 def _train(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.models.build import check_models
     from cosmo_sbi.train import train_model
 
+    check_models(config)  # every network to train, on the meta device: before the data
     if args.seed is not None:  # one member of training.ensemble_seeds
         config = {**config, "training": {**config["training"], "seed": args.seed}}
     train_model(config, args.model, args.dataset, args.output_dir)

@@ -4,8 +4,8 @@ The JSON schema ``cosmo_sbi/schemas/config.schema.yaml`` (shipped with the packa
 ``workflow/schemas/config.schema.yaml`` links to it) is the one source of truth for the
 structure; the CLI and the Snakefile (``common.smk``) both load YAML with :func:`read_yaml`
 and validate with :func:`validate_schema`. :func:`check_config` adds the checks that need
-arithmetic; :func:`cosmo_sbi.models.build.check_models` builds each network's config. Every
-error names the offending field (or file) and what was expected.
+arithmetic; :func:`cosmo_sbi.models.configs.check_model_configs` checks each network's
+config (no torch). Every error names the offending field (or file) and what was expected.
 """
 
 from __future__ import annotations
@@ -502,8 +502,8 @@ def write_snapshot(config: Config, folder: str | os.PathLike[str],
     values writes another file, so it cannot change what running jobs read. ``sources`` (the
     files merged, in order) are recorded in a header comment, outside the hash.
     """
-    text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
-    path = Path(folder) / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    text = _snapshot_text(config)
+    path = snapshot_path(config, folder)
     if path.exists():
         return path
     header = "".join(f"#   {source}\n" for source in sources)
@@ -516,6 +516,15 @@ def write_snapshot(config: Config, folder: str | os.PathLike[str],
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def _snapshot_text(config: Config) -> str:
+    return yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
+
+
+def snapshot_path(config: Config, folder: str | os.PathLike[str]) -> Path:
+    """Where :func:`write_snapshot` writes ``config``: ``<folder>/<content hash>.yaml``."""
+    return Path(folder) / f"{hashlib.sha256(_snapshot_text(config).encode()).hexdigest()[:16]}.yaml"
 
 
 def config_hash(section: Any) -> str:

@@ -59,10 +59,10 @@ from cosmo_sbi.models.build import (
     count_parameters,
     model_flops_utilisation,
     read_torch_file,
-    resolve_config,
     save_trained,
     training_flops_per_sample,
 )
+from cosmo_sbi.models.configs import resolve_config
 from cosmo_sbi.outputs import HISTORY_FILE, TRAINING_SUMMARY_FILE, write_history, write_json
 
 log = logging.getLogger(__name__)

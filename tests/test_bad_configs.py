@@ -21,7 +21,7 @@ from cosmo_sbi.config import (
     load_config,
     read_yaml,
 )
-from cosmo_sbi.models.build import check_models
+from cosmo_sbi.models.configs import check_model_configs
 from tests.conftest import REPO
 
 NAN, INF = math.nan, math.inf
@@ -119,6 +119,9 @@ BAD_VALUES = [
     # simulator
     case("type", "simulator.backend", "gadget"),
     case("type", "simulator.embedded.mode", "fast"),
+    case("range", "simulator.embedded.threads", 0),
+    case("type", "simulator.embedded.threads", 1.5),
+    case("limit", "simulator.embedded.threads", 5000),
     case("limit", "simulator.embedded.grid_size", 100_000),
     case("type", "simulator.embedded.grid_size", 64.0),
     case("nan/inf", "simulator.embedded.box_size_mpc_h", NAN),
@@ -203,9 +206,28 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("category", "overlay", "named"), BAD_VALUES)
 def test_bad_value_is_refused_naming_the_field(category: str, overlay: dict,
                                                named: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        check_models(load_config([REPO / "config.yaml"], overrides=overlay))
+    with pytest.raises(ConfigError) as caught:  # as common.smk checks: no torch
+        check_model_configs(load_config([REPO / "config.yaml"], overrides=overlay))
     assert named in str(caught.value), f"{category}: {caught.value}"
+
+
+@pytest.mark.parametrize(("category", "overlay", "named"),
+                         [param for param in BAD_VALUES if "models" in param.values[1]])
+def test_train_stage_meta_build_refuses_the_same_network_configs(category: str, overlay: dict,
+                                                                 named: str) -> None:
+    """The train stage's check (the networks built on torch's meta device) gives the
+    parse-time check's message."""
+    from cosmo_sbi.models.build import check_models
+
+    try:
+        config = load_config([REPO / "config.yaml"], overrides=overlay)
+    except ConfigError:
+        pytest.skip("refused by the schema, before any network check")
+    with pytest.raises(ConfigError) as parsed:
+        check_model_configs(config)
+    with pytest.raises(ConfigError) as built:
+        check_models(config)
+    assert str(built.value) == str(parsed.value), category
 
 
 def _alias_bomb(levels: int = 9) -> str:

@@ -64,6 +64,18 @@ def test_block_files_are_byte_identical_to_one_process_each(tmp_path: Path, stag
         assert one.read_bytes() == many.read_bytes(), one
 
 
+def test_thread_count_changes_no_byte(tmp_path: Path, stage) -> None:
+    """simulator.embedded.threads is no rerun trigger: 1, 2 and 3 FFT threads (scipy's
+    pocketfft splits the independent 1D transforms among them) write the same bytes."""
+    outputs = {threads: [tmp_path / f"t{threads}_{sim_id}.h5" for sim_id in ("0000", "0001")]
+               for threads in (1, 2, 3)}
+    for threads, paths in outputs.items():
+        assert stage("simulate", "--id", "0000", "0001", "--output", *map(str, paths),
+                     "--threads", str(threads)) == 0
+    for one, two, three in zip(*outputs.values(), strict=True):
+        assert one.read_bytes() == two.read_bytes() == three.read_bytes(), one
+
+
 def test_resume_keeps_finished_files_and_redoes_stale_ones(tmp_path: Path, stage) -> None:
     reference = [tmp_path / "ref0.h5", tmp_path / "ref1.h5", tmp_path / "ref2.h5"]
     assert stage("simulate", "--id", "0000", "0001", "0002",

@@ -50,6 +50,31 @@ def test_bad_config_stops_snakemake_before_any_job(tmp_path: Path, text: str,
     assert not (tmp_path / "results").exists()
 
 
+_DRY_RUN_MODULES = """
+import atexit, sys
+atexit.register(lambda: print("imported:", sorted(
+    name for name in ("torch", "scipy.stats", "astropy.table") if name in sys.modules)))
+from snakemake.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_dry_run_imports_no_torch(tmp_path: Path) -> None:
+    """The parse checks the networks from their dataclass configs (torch: ~1.7 s to
+    import); a second parse of the same config skips the posterior count, whose
+    Latin-hypercube design needs scipy.stats (~0.5 s), as its snapshot shows it passed."""
+    command = [sys.executable, "-c", _DRY_RUN_MODULES, "-s", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path), "--cores", "2", "-n", "--quiet", "rules",
+               "--configfile", str(REPO / "config" / "laptop.yaml")]
+    first, second = (subprocess.run(command, capture_output=True, text=True,
+                                    env=snakemake_env(), cwd=tmp_path) for _ in range(2))
+    for result in (first, second):
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported: ['scipy.stats']" in first.stdout, first.stdout[-2000:]
+    assert "imported: []" in second.stdout, second.stdout[-2000:]
+    assert len(snapshots(tmp_path)) == 1
+
+
 @pytest.mark.slow
 def test_alias_bomb_is_refused_within_seconds(tmp_path: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]

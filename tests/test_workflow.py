@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cosmo_sbi.config import deep_merge
 from cosmo_sbi.lightcone import read_lightcone
 from tests.conftest import REPO
 from tests.workflow_utils import (
@@ -39,6 +40,22 @@ def test_default_config_plans_1100_simulations_in_blocks(tmp_path: Path) -> None
     assert _jobs_of(jobs, "simulate_embedded") == 55
     assert _jobs_of(jobs, "histogram") == 55
     assert jobs["design"] == 2
+
+
+@pytest.mark.parametrize(("threads", "cores"), [(1, 2), (3, 4)])
+def test_block_jobs_hold_the_configured_threads(tmp_path: Path, threads: int,
+                                                cores: int) -> None:
+    """simulator.embedded.threads is each block job's threads: and its --threads (1 on 2
+    cores: two blocks at once)."""
+    overlay = deep_merge(TINY_OVERLAY, {"simulator": {"embedded": {"threads": threads}}})
+    dry = run_snakemake(tmp_path, write_overlay(tmp_path, overlay), "-n", "-p",
+                        "--cores", str(cores), "--until", "lightcones")
+    jobs = dry.stdout.split("rule simulate_embedded_")[1:]
+    assert len(jobs) == 2, dry.stdout  # 4 + 2 light cones in blocks of 4
+    for job in jobs:
+        held = re.search(r"^\s+threads: (\d+)$", job, re.M)  # not printed when 1
+        assert (int(held.group(1)) if held else 1) == threads, job
+        assert f"--threads {threads} --resume" in job, job
 
 
 @pytest.mark.parametrize(
@@ -105,6 +122,12 @@ def test_config_edits_rerun_only_what_they_touch(tmp_path: Path) -> None:
 
     # nothing left to do, and no temporary file was left behind anywhere
     dry = run_snakemake(tmp_path, write_overlay(tmp_path, grown), "-n", *UNTIL_HISTOGRAMS)
+    assert _planned_jobs(dry.stdout).get("total", 0) == 0, dry.stdout
+
+    # the FFT thread count is no rerun trigger (the files are the same with any)
+    threads = {**grown, "simulator": {**TINY_OVERLAY["simulator"], "embedded": {
+        **TINY_OVERLAY["simulator"]["embedded"], "threads": 1}}}
+    dry = run_snakemake(tmp_path, write_overlay(tmp_path, threads), "-n", *UNTIL_HISTOGRAMS)
     assert _planned_jobs(dry.stdout).get("total", 0) == 0, dry.stdout
 
     # another block size regroups the files: histograms whose block changed, no simulation

@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-
-
-def check_architecture(prefix: str, config: Any, positive: tuple[str, ...]) -> None:
-    """Raise ValueError naming ``<prefix>.<field>`` unless the ``positive`` fields of the
-    dataclass ``config`` are >= 1 and its ``dropout`` lies in [0, 1)."""
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise ValueError(f"{prefix}.{name}: expected >= 1, got {getattr(config, name)}")
-    if not 0 <= config.dropout < 1:
-        raise ValueError(f"{prefix}.dropout: expected 0 <= dropout < 1, got {config.dropout}")
 
 
 def check_histogram_batch(x: torch.Tensor, grid_size: int) -> None:

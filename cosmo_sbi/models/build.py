@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from cosmo_sbi import PARAMETER_NAMES
-from cosmo_sbi.config import Config, ConfigError
+from cosmo_sbi.config import Config
 from cosmo_sbi.io import atomic_path
 from cosmo_sbi.models import network
+from cosmo_sbi.models.configs import check_model_configs, model_errors, resolve_config
 
 WEIGHTS_FILE = "model.pt"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -34,46 +35,6 @@ PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
     ("H200", 989e12),
     ("A100", 312e12),
 )
-
-
-def resolve_config(name: str, model_config: Mapping[str, Any]) -> Any:
-    """The dataclass config of model ``name`` from ``{"preset": ..., **overrides}``.
-
-    Raises ConfigError naming ``models.<name>.<field>`` for an unknown model, preset or field.
-    """
-    presets = network(name).presets
-    overrides = dict(model_config)
-    preset = overrides.pop("preset", None)
-    if preset not in presets:
-        raise ConfigError(f"models.{name}.preset: expected one of {sorted(presets)}, "
-                          f"got {preset!r}")
-    base = presets[preset]
-    fields = {field.name: field for field in dataclasses.fields(base)}
-    for key, value in overrides.items():
-        if key not in fields:
-            raise ConfigError(f"models.{name}.{key}: unknown field; expected one of "
-                              f"{sorted(fields)} (or preset)")
-        overrides[key] = _checked_value(f"models.{name}.{key}", value, getattr(base, key))
-    return dataclasses.replace(base, **overrides)
-
-
-def _checked_value(field: str, value: Any, default: Any) -> Any:
-    """``value`` in the type of the preset's ``default`` (a list becomes a tuple; an int may
-    stand for a float); ConfigError naming ``field`` otherwise."""
-    def fits(item: Any, like: Any) -> bool:
-        if isinstance(like, float):
-            return isinstance(item, int | float) and not isinstance(item, bool)
-        return type(item) is type(like)
-
-    if isinstance(default, tuple):
-        if isinstance(value, list | tuple) and value and all(fits(v, default[0]) for v in value):
-            return tuple(value)
-        expected = f"a non-empty list of {type(default[0]).__name__}"
-    elif fits(value, default):
-        return value
-    else:
-        expected = type(default).__name__
-    raise ConfigError(f"{field}: expected {expected}, got {value!r}")
 
 
 def build_model(name: str, model_config: Mapping[str, Any], grid_size: int = 64,
@@ -173,22 +134,12 @@ def model_flops_utilisation(model: nn.Module, samples_per_second: float,
 
 
 def check_models(config: Config) -> Config:
-    """Build every trained network's config and (on torch's meta device, no memory) the
-    network itself for the histogram grid, so a wrong ``models.*`` value stops the run
-    before any job rather than at training. """
-    for name, section in config["models"].items():
-        resolve_config(name, section)
+    """:func:`~cosmo_sbi.models.configs.check_model_configs` (no torch, also run at
+    Snakemake's parse), then build every network to train on torch's meta device (no memory)
+    for the histogram grid: the train stage's check before it reads the dataset."""
+    check_model_configs(config)
     grid = config["histogram"]["bins"][0]
     for name in config["training"]["models"]:
-        section = config["models"][name]
-        try:
-            with torch.device("meta"):
-                build_model(name, section, grid_size=grid)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError, ZeroDivisionError) as error:
-            message = str(error)
-            if not message.startswith(f"models.{name}"):
-                message = f"models.{name}: {message} (histogram.bins = {grid})"
-            raise ConfigError(message) from error
+        with model_errors(name, grid), torch.device("meta"):
+            build_model(name, config["models"][name], grid_size=grid)
     return config

@@ -10,39 +10,13 @@ by layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from cosmo_sbi.models.base import (
-    check_architecture,
-    check_histogram_batch,
-    split_mean_log_var,
-)
+from cosmo_sbi.models.base import check_histogram_batch, split_mean_log_var
+from cosmo_sbi.models.cnn_config import PRESETS, CNNConfig
 
-
-@dataclass(frozen=True)
-class CNNConfig:
-    """Architecture of :class:`CNN3D`; every field can be overridden in ``models.cnn``."""
-
-    channels: tuple[int, ...] = (32, 64, 128, 256, 320)
-    """Output channels of each stage; each stage halves the grid."""
-    convs_per_stage: int = 2
-    head_hidden: int = 2048
-    """Width of the hidden layer of the MLP head."""
-    dropout: float = 0.1
-    """Dropout before the last linear layer."""
-    stem_stride: int = 1
-    """1: the first stage is a 3^3 convolution at full resolution, pooled by 2. s > 1: it
-    reads non-overlapping s^3 patches instead (kernel = stride = s, no pool), so the
-    full-resolution activations that bound a small network on the CPU are never made."""
-
-
-PRESETS: dict[str, CNNConfig] = {
-    "paper": CNNConfig(),
-    "small": CNNConfig(channels=(8, 16, 32), convs_per_stage=1, head_hidden=64, dropout=0.0),
-}
+__all__ = ["CNN3D", "PRESETS", "CNNConfig"]
 
 
 class CNN3D(nn.Module):
@@ -50,19 +24,7 @@ class CNN3D(nn.Module):
 
     def __init__(self, *, config: CNNConfig, grid_size: int, n_params: int) -> None:
         super().__init__()
-        if not config.channels or min(config.channels) < 1:
-            raise ValueError(f"models.cnn.channels: expected positive integers, "
-                             f"got {config.channels}")
-        check_architecture("models.cnn", config, ("convs_per_stage", "head_hidden",
-                                                  "stem_stride"))
-        reduction = self.reduction(config)
-        if grid_size < reduction or grid_size % config.stem_stride:
-            raise ValueError(
-                f"models.cnn.channels: {len(config.channels)} stages with stem_stride "
-                f"{config.stem_stride} reduce the grid {reduction} times, so the grid size "
-                f"must be a multiple of the stem stride and at least {reduction}; "
-                f"got {grid_size}"
-            )
+        config.check(grid_size)
         self.config = config
         self.grid_size = grid_size
         self.n_params = n_params
@@ -94,12 +56,6 @@ class CNN3D(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_histogram_batch(x, self.grid_size)
         return split_mean_log_var(self.head(self.pool(self.features(x))))
-
-    @staticmethod
-    def reduction(config: CNNConfig) -> int:
-        """Factor by which the stages shrink the grid along each axis."""
-        first = config.stem_stride if config.stem_stride > 1 else 2
-        return first * 2 ** (len(config.channels) - 1)
 
     def forward_flops_per_sample(self) -> int:
         """Forward FLOPs of one sample in convolutions and matrix products (2 per

@@ -12,44 +12,14 @@ the ViT of Hwang, Sabiu et al. 2023 (arXiv 2304.08192).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cosmo_sbi.models.base import (
-    check_architecture,
-    check_histogram_batch,
-    split_mean_log_var,
-)
+from cosmo_sbi.models.base import check_histogram_batch, split_mean_log_var
+from cosmo_sbi.models.vit_config import PRESETS, ViTConfig
 
-POOLS = ("cls", "mean")
-
-
-@dataclass(frozen=True)
-class ViTConfig:
-    """Architecture of :class:`ViT3D`; every field can be overridden in ``models.vit``."""
-
-    patch_size: int = 8
-    """Side of a cubic patch in voxels; must divide the grid size."""
-    dim: int = 384
-    depth: int = 12
-    heads: int = 6
-    mlp_dim: int = 1536
-    head_hidden: int = 1536
-    """Width of the hidden layer of the MLP head."""
-    pool: str = "cls"
-    """cls (read the CLS token) | mean (average the patch tokens)."""
-    dropout: float = 0.1
-    """Dropout after the embedding, in the MLPs, after attention and in the head."""
-
-
-PRESETS: dict[str, ViTConfig] = {
-    "paper": ViTConfig(),
-    "small": ViTConfig(patch_size=8, dim=64, depth=2, heads=4, mlp_dim=128, head_hidden=64,
-                       dropout=0.0),
-}
+__all__ = ["PRESETS", "ViT3D", "ViTConfig"]
 
 
 class Attention(nn.Module):
@@ -106,18 +76,7 @@ class ViT3D(nn.Module):
 
     def __init__(self, *, config: ViTConfig, grid_size: int, n_params: int) -> None:
         super().__init__()
-        check_architecture("models.vit", config,
-                           ("patch_size", "dim", "depth", "heads", "mlp_dim", "head_hidden"))
-        if grid_size % config.patch_size:
-            raise ValueError(
-                f"models.vit.patch_size: expected a divisor of the grid size {grid_size}, "
-                f"got {config.patch_size}"
-            )
-        if config.dim % config.heads:
-            raise ValueError(f"models.vit.heads: expected a divisor of dim={config.dim}, "
-                             f"got {config.heads}")
-        if config.pool not in POOLS:
-            raise ValueError(f"models.vit.pool: expected one of {POOLS}, got {config.pool!r}")
+        config.check(grid_size)
         self.config = config
         self.grid_size = grid_size
         self.n_params = n_params

@@ -9,11 +9,12 @@ from cosmo_sbi.config import (
     check_single_configfile_flag,
     fisher_enabled,
     load_config,
+    snapshot_path,
     write_snapshot,
 )
 from cosmo_sbi.design import SETS, design_section, set_size, simulation_ids
 from cosmo_sbi.models import MODEL_NAMES
-from cosmo_sbi.models.build import check_models
+from cosmo_sbi.models.configs import check_model_configs
 from cosmo_sbi.posterior_config import check_posterior_config, posterior_methods
 
 min_version("9.0")
@@ -30,15 +31,21 @@ def _load_workflow_config() -> tuple[dict, list[str]]:
     keys refused, 1e13 a number, aliases bounded): config.yaml (configfile: above), then
     every --configfile in order, then --config KEY=VALUE. A repeated --configfile flag, of
     which Snakemake 9 keeps only the last, stops the run. Then the schema (defaults filled),
-    the arithmetic checks, each network's config and the posterior section: all before any
-    job is planned.
+    the arithmetic checks, each network's config and shape rules (no torch import: the
+    train stage builds the networks on torch's meta device) and the posterior section: all
+    before any job is planned.
     """
     check_single_configfile_flag(sys.argv[1:])
     overlays = [str(path) for path in workflow.overwrite_configfiles]
     files = [str(path) for path in workflow.configfiles if str(path) not in overlays]
     files += overlays
-    merged = load_config(files, overrides=workflow.config_settings.config)
-    return check_posterior_config(check_models(merged)), files
+    merged = check_model_configs(load_config(files, overrides=workflow.config_settings.config))
+    # The posterior check counts the NPE's cosmologies in the Latin-hypercube design
+    # (scipy.stats, ~0.5 s to import); a config whose snapshot exists passed it when the
+    # snapshot was written (the posterior stage checks again before its NPE).
+    if not snapshot_path(merged, f"{RESULTS}/config").exists():
+        check_posterior_config(merged)
+    return merged, files
 
 
 _validated, CONFIG_FILES = _load_workflow_config()
@@ -68,10 +75,14 @@ wildcard_constraints:
 
 
 def simulation_settings() -> dict:
-    """Config values every simulation depends on: backend settings and cone geometry."""
+    """Config values every simulation depends on: backend settings and cone geometry (not
+    the embedded simulator's FFT threads: its files are bit-identical with any count)."""
     backend = config["simulator"]["backend"]
+    settings = dict(config["simulator"][backend])
+    if backend == "embedded":
+        del settings["threads"]
     window = {key: config["histogram"][key] for key in ("ra_deg", "dec_deg", "z_obs")}
-    return {"backend": backend, backend: config["simulator"][backend],
+    return {"backend": backend, backend: settings,
             "lightcone": config["lightcone"], "window": window}
 
 

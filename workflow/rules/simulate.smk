@@ -8,7 +8,9 @@
 # cone still its own file. Outputs are update(): Snakemake does not delete them before the
 # job, and `--resume` keeps those that already hold their light cone (same provenance), so
 # a killed block resumes at its first missing file and a remade design table reruns only
-# the rows that changed.
+# the rows that changed. A block holds simulator.embedded.threads cores for its FFT threads
+# (1 on 2 cores: two blocks at once); the thread count is no rerun trigger, the files are
+# the same with any.
 
 if config["simulator"]["backend"] == "embedded":
     for _set in SETS:
@@ -30,7 +32,7 @@ if config["simulator"]["backend"] == "embedded":
                     "sims"
                 conda:
                     ENV
-                threads: 2
+                threads: config["simulator"]["embedded"]["threads"]
                 resources:
                     mem_mb=per_attempt(2000),
                     runtime=per_attempt(10 * len(_block)),
