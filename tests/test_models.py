@@ -248,3 +248,26 @@ def test_every_registered_network_builds_from_each_preset(name: str):
 def test_an_unknown_network_is_refused_with_the_known_names():
     with pytest.raises(ConfigError, match=r"unknown model 'resnet'.*\['cnn', 'vit'\]"):
         network("resnet")
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_the_final_layernorm_divides_out_the_input_scale_unless_mean_residual(pool):
+    """The overall halo abundance is a scale of the input: a head behind a per-token
+    LayerNorm (cls, mean) sees almost the same features at 10x and 100x the input, the
+    mean_residual head sees them grow with it."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 16, 16)
+    features = {}
+    for name in (pool, "mean_residual"):
+        model = build_model("vit", {"preset": "small", "pool": name}, grid_size=16).eval()
+        seen: list[torch.Tensor] = []
+        model.head.register_forward_hook(
+            lambda module, inputs, output, seen=seen: seen.append(inputs[0]))
+        with torch.no_grad():
+            model(10 * x)
+            model(100 * x)
+        features[name] = seen
+    low, high = features[pool]
+    assert torch.allclose(low, high, rtol=0.05, atol=0.05)
+    low, high = features["mean_residual"]
+    assert (high.norm(dim=1) > 5 * low.norm(dim=1)).all()

@@ -4,10 +4,12 @@ each cosmological parameter.
 The grid is cut into (D / patch_size)^3 cubic patches, each linearly embedded (a strided
 convolution); a learned CLS token is prepended and a learned position embedding added; a
 pre-norm transformer encoder (attention through ``scaled_dot_product_attention``) follows.
-The head reads the CLS token (``pool: cls``, default) or the mean of the patch tokens
-(``pool: mean``). ``forward(x, return_attention=True)`` also returns each layer's attention
-weights, computed explicitly only then. The ``paper`` preset matches the 22.4M parameters of
-the ViT of Hwang, Sabiu et al. 2023 (arXiv 2304.08192).
+The head reads the CLS token (``pool: cls``, default), the mean of the patch tokens
+(``pool: mean``), or the mean of their residual stream before the final LayerNorm
+(``pool: mean_residual``, which keeps the tokens' scale: the overall abundance).
+``forward(x, return_attention=True)`` also returns each layer's attention weights, computed
+explicitly only then. The ``paper`` preset matches the 22.4M parameters of the ViT of Hwang,
+Sabiu et al. 2023 (arXiv 2304.08192).
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ class ViT3D(nn.Module):
                   dropout=config.dropout)
             for _ in range(config.depth)
         )
-        self.norm = nn.LayerNorm(config.dim)
+        self.norm = (nn.Identity() if config.pool == "mean_residual"
+                     else nn.LayerNorm(config.dim))
         self.head = nn.Sequential(
             nn.Linear(config.dim, config.head_hidden), nn.GELU(), nn.Dropout(config.dropout),
             nn.Linear(config.head_hidden, 2 * n_params),

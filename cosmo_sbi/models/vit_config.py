@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cosmo_sbi.models.configs import check_architecture
 
-POOLS = ("cls", "mean")
+POOLS = ("cls", "mean", "mean_residual")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,10 @@ class ViTConfig:
     head_hidden: int = 1536
     """Width of the hidden layer of the MLP head."""
     pool: str = "cls"
-    """cls (read the CLS token) | mean (average the patch tokens)."""
+    """cls (read the CLS token) | mean (average the patch tokens) | mean_residual (average
+    the patch tokens' residual stream without the final LayerNorm: a per-token LayerNorm
+    divides out each token's scale, so the head of cls and mean cannot read the overall
+    halo abundance; docs/training.md has the measurement)."""
     dropout: float = 0.1
     """Dropout after the embedding, in the MLPs, after attention and in the head."""
 
