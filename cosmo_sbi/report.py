@@ -212,10 +212,12 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
 def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str]],
                  output_dir: str | os.PathLike[str],
                  posterior_dirs: Sequence[str | os.PathLike[str]] = (),
-                 fisher_path: str | os.PathLike[str] | None = None) -> None:
+                 fisher_path: str | os.PathLike[str] | None = None,
+                 learning_curve_path: str | os.PathLike[str] | None = None) -> None:
     """Write summary.md, comparison.csv and the comparison figures to ``output_dir``; with
     ``posterior_dirs`` (and a Fisher forecast) also the posterior section
-    (cosmo_sbi.report_posterior)."""
+    (cosmo_sbi.report_posterior); with ``learning_curve_path`` (learning_curve.csv) the
+    learning-curve section (cosmo_sbi.learning_curve)."""
     output_dir = Path(output_dir)
     evaluations = [load_evaluation(directory) for directory in evaluation_dirs]
     models = [evaluation["model"] for evaluation in evaluations]
@@ -243,5 +245,11 @@ def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str
     text = summary_markdown(config, evaluations, figures, output_dir)
     if posterior_lines:
         text += "\n" + "\n".join(posterior_lines) + "\n"
+    if learning_curve_path is not None:
+        from cosmo_sbi.learning_curve import learning_curve_markdown
+        from cosmo_sbi.report_posterior import SIGNIFICANCE
+
+        text += "\n" + "\n".join(learning_curve_markdown(learning_curve_path, output_dir,
+                                                         SIGNIFICANCE)) + "\n"
     with atomic_path(output_dir / SUMMARY_FILE) as temporary:
         temporary.write_text(text)
