@@ -5,11 +5,7 @@
 # results/learning_curve/. A learning_curve setting reruns no main training and no
 # simulation: these rules' params hold the training / posterior settings they depend on,
 # the fraction is in the file names.
-from cosmo_sbi.learning_curve import check_learning_curve_config, curve_fractions, fraction_label
-
-check_learning_curve_config(config)
-LEARNING_CURVE = f"{RESULTS}/learning_curve"
-CURVE_FRACTIONS = curve_fractions(config)  # [] when off
+# Paths and inputs: common_learning.smk (LEARNING_CURVE, learning_curve_points).
 
 
 wildcard_constraints:
@@ -84,29 +80,6 @@ rule learning_curve_npe:
         "OMP_NUM_THREADS={threads} cosmo-sbi learning-curve-npe --config \"$COSMO_SBI_CONFIG\""
         " --summaries {input} --fraction {wildcards.fraction}"
         " --output-dir {params.output_dir} > {log} 2>&1"
-
-
-def learning_curve_points() -> dict[str, str]:
-    """METHOD:FRACTION -> the folder of that point: a network's evaluation (fraction 1: the
-    main one), the two-point NPE's samples."""
-    points = {}
-    for fraction in CURVE_FRACTIONS:
-        label = fraction_label(fraction)
-        for model in TRAINING["models"]:
-            points[f"{model}:{label}"] = (f"{RESULTS}/evaluation/{model}" if fraction == 1.0
-                                          else f"{LEARNING_CURVE}/{model}/f{label}/evaluation")
-        points[f"two_point:{label}"] = f"{LEARNING_CURVE}/two_point/f{label}"
-    return points
-
-
-def learning_curve_inputs(wildcards) -> list[str]:
-    return [f"{folder}/samples.h5" if key.startswith("two_point:") else f"{folder}/metrics.json"
-            for key, folder in learning_curve_points().items()]
-
-
-def learning_curve_targets() -> list[str]:
-    """learning_curve.csv when learning_curve.fractions is set, else nothing."""
-    return [f"{LEARNING_CURVE}/learning_curve.csv"] if CURVE_FRACTIONS else []
 
 
 rule learning_curve:
