@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from cosmo_sbi.config import deep_merge
 from cosmo_sbi.learning_curve import CURVE_PARAMETERS, read_table, subset_rows
@@ -26,6 +27,7 @@ CURVE_OVERLAY = deep_merge(TINY_OVERLAY, {
 the CNN only and the fractions 0.5 and 1."""
 
 
+@pytest.mark.slow  # 125 s wall (62 s CPU) at load 3-5 on 2 cores
 def test_learning_curve_table_report_and_reruns(tmp_path: Path) -> None:
     run_snakemake(tmp_path, write_overlay(tmp_path, CURVE_OVERLAY))
     results = tmp_path / "results"

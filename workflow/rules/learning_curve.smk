@@ -89,9 +89,10 @@ rule learning_curve:
         table=f"{LEARNING_CURVE}/learning_curve.csv",
         figure=f"{LEARNING_CURVE}/learning_curve.png",
     params:
-        points=" ".join(f"{key}={folder}" for key, folder in learning_curve_points().items()),
+        points=lambda wildcards, input: " ".join(  # the inputs' folders, in the same order
+            f"{key}={os.path.dirname(path)}" for key, path in zip(learning_curve_points(), input)),
         bootstrap={key: config["posterior"][key] for key in ("bootstrap", "seed")},
-        output_dir=LEARNING_CURVE,
+        output_dir=lambda wildcards, output: os.path.dirname(output.table),
     log:
         f"{LOGS}/learning_curve/collect.log",
     conda:
