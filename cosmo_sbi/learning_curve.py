@@ -402,21 +402,26 @@ def _gain_sentence(method: str, curves: Mapping[str, Sequence[Mapping[str, Any]]
     sizes = [row["n_train"] for row in curves[CURVE_PARAMETERS[0]]]
     if len(sizes) < 2:
         return f"- **{method}**: one training-set size only: no gain to measure."
-    rising, flat = [], []
+    rising, flat, undefined = [], [], []
     for name in CURVE_PARAMETERS:
         row = curves[name][-1]
         gain, error = row["r2_gain"], row["r2_gain_err"]
         if gain is None or error is None:
-            flat.append(f"{name} (undefined)")
+            undefined.append(name)
         elif gain > significance * error:
             rising.append(f"{name} ({gain:+.2g} ± {error:.2g})")
         else:
             flat.append(f"{name} ({gain:+.2g} ± {error:.2g})")
-    verdict = (f"yes for {', '.join(rising)}: more simulations would still help there"
-               if rising else "no for every parameter: "
-               + ", ".join(flat) + " (flat within the errors)")
-    return (f"- **{method}** ({sizes[-2]} -> {sizes[-1]} simulations): {verdict}"
-            + (f"; not for {', '.join(flat)}." if rising and flat else "."))
+    parts = []
+    if rising:
+        parts.append(f"yes for {', '.join(rising)}: more simulations would still help there")
+    if flat:
+        parts.append(f"{'not' if rising else 'no'} for {', '.join(flat)} (flat within the "
+                     "errors)")
+    if undefined:
+        parts.append(f"undefined for {', '.join(undefined)} (R^2 or its error needs test "
+                     "simulations with different truths)")
+    return f"- **{method}** ({sizes[-2]} -> {sizes[-1]} simulations): " + "; ".join(parts) + "."
 
 
 def _number(value: float | None) -> str:

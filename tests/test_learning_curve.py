@@ -161,7 +161,8 @@ def test_report_sentence_says_whether_r2_still_rises(tmp_path: Path) -> None:
     flat_dir = tmp_path / "flat"
     flat_dir.mkdir()
     flat = "\n".join(learning_curve_markdown(_write_curve(flat_dir, 1.0), report, 2.0))
-    assert "**cnn** (50 -> 100 simulations): no for every parameter" in flat
+    assert "**cnn** (50 -> 100 simulations): no for Omega_m (+0.01 ± 0.01)" in flat
+    assert "yes" not in flat and "undefined" not in flat
 
 
 def test_checkpoint_fingerprint_includes_the_fraction() -> None:

@@ -19,11 +19,13 @@ from tests.test_workflow import _planned_jobs
 from tests.workflow_utils import TINY_OVERLAY, run_snakemake, write_overlay
 
 CURVE_OVERLAY = deep_merge(TINY_OVERLAY, {
-    "design": {"latin_hypercube": {"n_simulations": 12}},  # ~8 in the training split
+    # 14 cosmologies split 7 / 4 / 3: R^2 on the test split is defined
+    "design": {"latin_hypercube": {"n_simulations": 14}},
+    "dataset": {"split": {"train": 0.5, "validation": 0.2, "test": 0.3}},
     "training": {"models": ["cnn"]},
     "learning_curve": {"fractions": [0.5, 1.0]},
 })
-"""TINY_OVERLAY (8^3 histograms, one epoch, no main posteriors) with 12 + 2 light cones,
+"""TINY_OVERLAY (8^3 histograms, one epoch, no main posteriors) with 14 + 2 light cones,
 the CNN only and the fractions 0.5 and 1."""
 
 
@@ -50,10 +52,13 @@ def test_learning_curve_table_report_and_reruns(tmp_path: Path) -> None:
     assert half["train_samples"] == math.ceil(n_train / 2)
     assert half["validation_samples"] == int((splits == "validation").sum())
     main = json.loads((results / "evaluation/cnn/metrics.json").read_text())["test"]
-    for row in rows:
-        if row["method"] == "cnn" and row["fraction"] == 1.0 and row["parameter"] != "S8":
-            expected = main["parameters"][row["parameter"]]
-            assert row["r2"] == expected["r2"] and row["rmse"] == expected["rmse"], row
+    assert main["n"] == int((splits == "test").sum()) >= 2
+    full = [row for row in rows if row["method"] == "cnn" and row["fraction"] == 1.0]
+    for row in full[:-1]:  # the six parameters (S8 last): the main evaluation, exactly
+        expected = main["parameters"][row["parameter"]]
+        assert expected["r2"] is not None
+        assert row["r2"] == expected["r2"] and row["rmse"] == expected["rmse"], row
+    assert full[-1]["parameter"] == "S8" and full[-1]["sigma"] is None
     assert (results / "learning_curve/learning_curve.png").stat().st_size > 0
     summary = (results / "report/summary.md").read_text()
     assert "## Learning curve" in summary and "| S8 | two_point |" in summary
