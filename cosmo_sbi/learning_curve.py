@@ -200,12 +200,17 @@ def npe_point(fraction: float, folder: str | os.PathLike[str]) -> CurvePoint:
 
 
 def bootstrap_r2(true: np.ndarray, mean: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """R^2 (B, P) of ``mean`` against ``true`` (N, P) on each resampling ``indices`` (B, N)."""
+    """R^2 (B, P) of ``mean`` against ``true`` (N, P) on each resampling ``indices`` (B, N);
+    NaN for a resampling of one simulation repeated (no spread of the truth: its rounding
+    residue would give R^2 of order -1e26)."""
     t, m = true[indices], mean[indices]
     residual = np.sum((m - t) ** 2, axis=1)
     spread = np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    one_simulation = ~np.any(indices != indices[:, :1], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 1.0 - residual / spread
+        r2 = 1.0 - residual / spread
+    r2[one_simulation] = np.nan
+    return r2
 
 
 def curve_rows(points: Sequence[CurvePoint], n_bootstrap: int, seed: int) -> list[dict[str, Any]]:
