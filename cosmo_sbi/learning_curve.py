@@ -53,6 +53,8 @@ COLUMNS: tuple[str, ...] = ("method", "fraction", "n_train", "parameter", "r2", 
 error ``r2_gain_err`` (empty for the smallest); ``sigma`` the median over the test split of
 the predicted (network) or posterior (NPE) standard deviation (empty for a network's S8)."""
 CURVE_PARAMETERS: tuple[str, ...] = (*PARAMETER_NAMES, "S8")
+R2_FLOOR = -1.0
+"""Lower edge of the figure's R^2 axis."""
 
 
 # ---------------------------------------------------------------- fractions and subsets
@@ -298,27 +300,38 @@ def read_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def curve_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Test R^2 (± bootstrap error) against the training simulations, one panel per
-    parameter (S8 included), one line per method."""
+    """Test R^2 (± bootstrap error) against the training simulations (log axis), one panel
+    per parameter (S8 included), one line per method in the posterior figures' colours;
+    R^2 below R2_FLOOR is off the axis (worse than no information)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     from cosmo_sbi.plots import save_figure
+    from cosmo_sbi.posterior_plots import METHOD_COLOURS
 
     figure, axes = plt.subplots(2, 4, figsize=(14, 6.5), layout="constrained")
-    figure.suptitle("Learning curve: test-split R^2 against training simulations")
+    figure.suptitle(f"Learning curve: test-split R^2 against training simulations "
+                    f"(R^2 < {R2_FLOOR:g} off the axis)")
     methods = list(dict.fromkeys(row["method"] for row in rows))
+    sizes = sorted({row["n_train"] for row in rows})
     for axis, name in zip(axes.ravel(), CURVE_PARAMETERS, strict=False):
         for method in methods:
-            line = [row for row in rows if row["method"] == method and row["parameter"] == name]
-            x = [row["n_train"] for row in line]
+            line = sorted((row for row in rows
+                           if row["method"] == method and row["parameter"] == name),
+                          key=lambda row: row["fraction"])
             y = [np.nan if row["r2"] is None else row["r2"] for row in line]
             error = [0.0 if row["r2_err"] is None else row["r2_err"] for row in line]
-            axis.errorbar(x, y, yerr=error, marker="o", capsize=3, label=method)
+            axis.errorbar([row["n_train"] for row in line], y, yerr=error, marker="o",
+                          capsize=3, label=method, color=METHOD_COLOURS.get(method, "k"))
         axis.set_xscale("log")
+        axis.set_xticks(sizes)
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_ylim(R2_FLOOR, 1.05)
+        axis.axhline(0.0, color="0.6", lw=0.8)
         axis.set_title(name)
         axis.set_xlabel("training simulations")
         axis.set_ylabel("test R^2")
-        axis.axhline(0.0, color="0.6", lw=0.8)
     axes.ravel()[-1].axis("off")
     axes.ravel()[0].legend()
     return save_figure(figure, Path(path))
