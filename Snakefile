@@ -16,6 +16,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/cross_simulator.smk"
 include: "workflow/rules/posterior.smk"
+include: "workflow/rules/learning_curve.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/summaries.smk"
 include: "workflow/rules/fisher.smk"
@@ -29,4 +30,5 @@ rule all:
         cross_targets(),
         f"{RESULTS}/summaries/two_point.h5",
         [f"{RESULTS}/fisher/fisher.json"] if fisher_enabled(config) else [],
+        learning_curve_targets(),
     default_target: True

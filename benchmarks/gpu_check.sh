@@ -141,6 +141,7 @@ if ((SMOKE)); then
     cat > "$OVERLAY" <<EOF
 design: {latin_hypercube: {n_simulations: 3}, fiducial: {n_simulations: 1}}
 posterior: {methods: []}
+learning_curve: {fractions: []}
 histogram: {bins: [16, 16, 16]}
 simulator: {embedded: {grid_size: 32}}
 models: {cnn: {preset: small}, vit: {preset: small}}
@@ -150,6 +151,7 @@ EOF
 else
     cat > "$OVERLAY" <<EOF
 simulator: {embedded: {grid_size: 128, threads: 1}}
+learning_curve: {fractions: []}
 training: {epochs: $EPOCHS, warmup_epochs: 1, device: cuda, gpus: 1,
            early_stopping_patience: $EPOCHS, data_on_device: true}
 EOF

@@ -105,7 +105,7 @@ def _train(args: argparse.Namespace, config: Config) -> None:
     check_models(config)  # every network to train, on the meta device: before the data
     if args.seed is not None:  # one member of training.ensemble_seeds
         config = {**config, "training": {**config["training"], "seed": args.seed}}
-    train_model(config, args.model, args.dataset, args.output_dir)
+    train_model(config, args.model, args.dataset, args.output_dir, args.train_fraction)
 
 
 def _search(args: argparse.Namespace, config: Config) -> None:
@@ -123,7 +123,21 @@ def _evaluate(args: argparse.Namespace, config: Config) -> None:
 def _report(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.report import write_report
 
-    write_report(config, args.evaluations, args.output_dir, args.posteriors, args.fisher)
+    write_report(config, args.evaluations, args.output_dir, args.posteriors, args.fisher,
+                 args.learning_curve)
+
+
+def _learning_curve_npe(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.learning_curve import check_learning_curve_config, two_point_npe
+
+    check_learning_curve_config(config)
+    two_point_npe(config, args.summaries, args.fraction, args.output_dir)
+
+
+def _learning_curve(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.learning_curve import collect
+
+    collect(config, args.point, args.output_dir)
 
 
 def _network_summaries(args: argparse.Namespace, config: Config) -> None:
@@ -258,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output-dir", required=True, type=Path)
     sub.add_argument("--seed", type=int, default=None,
                      help="overrides training.seed (one member of training.ensemble_seeds)")
+    sub.add_argument("--train-fraction", type=_fraction, default=1.0,
+                     help="train on this nested fraction of the training split (learning "
+                          "curve; 0 < F <= 1, default 1)")
 
     sub = stage("search", _search,
                 "Reads the dataset; trains search.trials short runs of one model (Optuna, "
@@ -313,8 +330,36 @@ def build_parser() -> argparse.ArgumentParser:
                      help="posterior folders (cosmo-sbi posterior): adds the posterior section")
     sub.add_argument("--fisher", type=Path, default=None,
                      help="fisher.json: adds the Fisher-bound rows when the file exists")
+    sub.add_argument("--learning-curve", type=Path, default=None,
+                     help="learning_curve.csv (cosmo-sbi learning-curve): adds its section")
+    sub.add_argument("--output-dir", required=True, type=Path)
+
+    sub = stage("learning-curve-npe", _learning_curve_npe,
+                "Reads the two-point summary table; trains sbi's NPE (posterior settings) on "
+                "a nested fraction of the training split and writes samples.h5 (test split "
+                "and fiducial seeds) to OUTPUT_DIR.")
+    sub.add_argument("--summaries", required=True, type=Path, help="two_point.h5")
+    sub.add_argument("--fraction", required=True, type=_fraction)
+    sub.add_argument("--output-dir", required=True, type=Path)
+
+    sub = stage("learning-curve", _learning_curve,
+                "Reads the learning curve's points (networks: evaluation folders; two_point: "
+                "NPE folders); writes learning_curve.csv and learning_curve.png to OUTPUT_DIR.")
+    sub.add_argument("--point", nargs="+", required=True, metavar="METHOD:FRACTION=FOLDER",
+                     help="e.g. cnn:0.5=results/learning_curve/cnn/f0.5/evaluation")
     sub.add_argument("--output-dir", required=True, type=Path)
     return parser
+
+
+def _fraction(text: str) -> float:
+    """A fraction 0 < F <= 1 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number 0 < F <= 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from cosmo_sbi.config import ConfigError
 from cosmo_sbi.dataset import DatasetError, read_dataset, scale_parameters
 from cosmo_sbi.inputs import COUNTS
+from cosmo_sbi.learning_curve import subset_rows
 from cosmo_sbi.training_set import HistogramDataset, epoch_symmetries, transverse_symmetry
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -76,9 +77,9 @@ class LoaderBatches:
     resident = False
 
     def __init__(self, path: Path, *, augment: bool, batch_size: int, seed: int, rank: int,
-                 world_size: int, device: torch.device,
-                 memory_format: torch.memory_format) -> None:
-        self.train_set = HistogramDataset(path, "train", augment=augment)
+                 world_size: int, device: torch.device, memory_format: torch.memory_format,
+                 train_rows: np.ndarray | None = None) -> None:
+        self.train_set = HistogramDataset(path, "train", augment=augment, rows=train_rows)
         validation_set = HistogramDataset(path, "validation", augment=False)
         cuda = device.type == "cuda"
         self.sampler = DistributedSampler(self.train_set, num_replicas=world_size, rank=rank,
@@ -122,12 +123,12 @@ class ResidentBatches:
     resident = True
 
     def __init__(self, path: Path, *, augment: bool, batch_size: int, seed: int, rank: int,
-                 world_size: int, device: torch.device,
-                 memory_format: torch.memory_format) -> None:
+                 world_size: int, device: torch.device, memory_format: torch.memory_format,
+                 train_rows: np.ndarray | None = None) -> None:
         data = read_dataset(path)
         counts, targets = {}, {}
         for split in SPLITS:
-            rows = data.rows(split)
+            rows = train_rows if split == "train" and train_rows is not None else data.rows(split)
             if len(rows) == 0:
                 raise DatasetError(f"{path}: split {split!r} is empty")
             counts[split] = data.read_counts(rows)
@@ -208,11 +209,18 @@ def use_resident(choice: str | bool, device: torch.device, nbytes: int) -> bool:
 
 def training_batches(path: str | os.PathLike[str], settings: dict, device: torch.device,
                      rank: int, world_size: int,
-                     memory_format: torch.memory_format = torch.contiguous_format) -> Batches:
-    """The batches of train_model from the ``training`` config section ``settings``."""
+                     memory_format: torch.memory_format = torch.contiguous_format,
+                     train_fraction: float = 1.0) -> Batches:
+    """The batches of train_model from the ``training`` config section ``settings``; with
+    ``train_fraction`` < 1 from that nested subset of the training split
+    (cosmo_sbi.learning_curve.subset_rows, seeded with training.seed)."""
     path = Path(path)
+    train_rows = None
+    if train_fraction < 1.0:
+        train_rows = subset_rows(read_dataset(path).rows("train"), train_fraction,
+                                 settings["seed"])
     resident = use_resident(settings["data_on_device"], device, resident_bytes(path))
     kind = ResidentBatches if resident else LoaderBatches
     return kind(path, augment=settings["augment"], batch_size=settings["batch_size"],
                 seed=settings["seed"], rank=rank, world_size=world_size, device=device,
-                memory_format=memory_format)
+                memory_format=memory_format, train_rows=train_rows)

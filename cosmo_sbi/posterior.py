@@ -291,14 +291,17 @@ def training_rows(table: SummaryTable, splits: Sequence[str], minimum: int) -> n
     return rows
 
 
-def fit_and_sample(config: Config, table: SummaryTable) -> dict[str, Any]:
-    """Train the NPE of ``table`` and sample the test and fiducial rows.
+def fit_and_sample(config: Config, table: SummaryTable,
+                   train: np.ndarray | None = None) -> dict[str, Any]:
+    """Train the NPE of ``table`` on the rows of the boolean mask ``train`` (default: those
+    of posterior.train_splits) and sample the test and fiducial rows.
 
     Returns ``samples`` (M, S, 7), ``theta`` (M, 7), ``ids``, ``set``, ``split`` (M,) and the
     training ``summary``.
     """
     section = config["posterior"]
-    train = training_rows(table, section["train_splits"], section["min_simulations"])
+    if train is None:
+        train = training_rows(table, section["train_splits"], section["min_simulations"])
     lower, upper = prior_bounds(config)
     trained = train_box_npe(table.theta[train], table.x[train], lower, upper,
                             NPESettings.from_config(config), section["seed"])
@@ -346,6 +349,12 @@ def read_samples(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def npe_record(config: Config) -> dict[str, Any]:
+    """The settings an NPE's samples.h5 records: flow, training rows, samples, seed."""
+    return {**asdict(NPESettings.from_config(config)),
+            **{key: config["posterior"][key] for key in ("train_splits", "n_samples", "seed")}}
+
+
 def run_posterior(config: Config, method: str, summary_paths: Mapping[str, str | os.PathLike[str]],
                   output_dir: str | os.PathLike[str]) -> Path:
     """The NPE of ``method``: writes and returns ``output_dir/samples.h5`` (the posterior
@@ -356,8 +365,5 @@ def run_posterior(config: Config, method: str, summary_paths: Mapping[str, str |
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     table = method_table(method, summary_paths)
     result = fit_and_sample(config, table)
-    settings = {**asdict(NPESettings.from_config(config)),
-                **{key: config["posterior"][key]
-                   for key in ("train_splits", "n_samples", "seed")}}
-    write_samples(output_dir / SAMPLES_FILE, result, method, settings)
+    write_samples(output_dir / SAMPLES_FILE, result, method, npe_record(config))
     return output_dir / SAMPLES_FILE

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cosmo_sbi.config import Config, ConfigError
+from cosmo_sbi.config import Config, ConfigError, config_hash
 
 NETWORK_METHODS: tuple[str, ...] = ("cnn", "vit")
 COMBINED_PARTS: tuple[str, ...] = ("cnn", "vit", "two_point")
@@ -15,19 +15,31 @@ METHODS: tuple[str, ...] = (*NETWORK_METHODS, "two_point", "combined")
 
 
 def training_simulations(config: Config) -> int:
-    """Latin-hypercube simulations in ``posterior.train_splits``: the design and its
-    hash-based split are deterministic, so this is the exact count the dataset will hold."""
+    """Latin-hypercube simulations in ``posterior.train_splits`` (:func:`split_simulations`)."""
+    return split_simulations(config, config["posterior"]["train_splits"])
+
+
+_ASSIGNED_SPLITS: dict[str, np.ndarray] = {}
+"""The Latin hypercube's split names per config hash: a Snakemake parse asks twice
+(posterior and learning-curve checks)."""
+
+
+def split_simulations(config: Config, splits: list[str]) -> int:
+    """Latin-hypercube simulations in ``splits``: the design and its hash-based split are
+    deterministic, so this is the exact count the dataset will hold."""
     from cosmo_sbi.dataset import assign_splits
     from cosmo_sbi.design import latin_hypercube, set_size
 
-    # the design's parameter columns, without the table (astropy.table: ~0.2 s to import)
-    design = config["design"]
-    theta = latin_hypercube(design["latin_hypercube"]["ranges"],
-                            set_size(config, "latin_hypercube"), design["seed"])
-    if len(theta) < 3:  # assign_splits needs one per split; the dataset stage says so
-        return 0
-    splits = assign_splits(theta, config["dataset"]["split"])
-    return int(np.isin(splits, config["posterior"]["train_splits"]).sum())
+    key = config_hash(config)
+    if key not in _ASSIGNED_SPLITS:
+        # the design's parameter columns, without the table (astropy.table: ~0.2 s to import)
+        design = config["design"]
+        theta = latin_hypercube(design["latin_hypercube"]["ranges"],
+                                set_size(config, "latin_hypercube"), design["seed"])
+        # assign_splits needs one per split; the dataset stage says so
+        _ASSIGNED_SPLITS[key] = (assign_splits(theta, config["dataset"]["split"])
+                                 if len(theta) >= 3 else np.array([], dtype=str))
+    return int(np.isin(_ASSIGNED_SPLITS[key], splits).sum())
 
 
 def posterior_methods(config: Config) -> list[str]:

@@ -212,10 +212,13 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
 def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str]],
                  output_dir: str | os.PathLike[str],
                  posterior_dirs: Sequence[str | os.PathLike[str]] = (),
-                 fisher_path: str | os.PathLike[str] | None = None) -> None:
+                 fisher_path: str | os.PathLike[str] | None = None,
+                 learning_curve_path: str | os.PathLike[str] | None = None) -> None:
     """Write summary.md, comparison.csv and the comparison figures to ``output_dir``; with
     ``posterior_dirs`` (and a Fisher forecast) also the posterior section
-    (cosmo_sbi.report_posterior) and the networks' verdict (cosmo_sbi.verdict)."""
+    (cosmo_sbi.report_posterior) and the networks' verdict (cosmo_sbi.verdict); with
+    ``learning_curve_path`` (learning_curve.csv) the learning-curve section
+    (cosmo_sbi.learning_curve)."""
     output_dir = Path(output_dir)
     evaluations = [load_evaluation(directory) for directory in evaluation_dirs]
     models = [evaluation["model"] for evaluation in evaluations]
@@ -250,5 +253,11 @@ def write_report(config: Config, evaluation_dirs: Sequence[str | os.PathLike[str
         text += "\n" + "\n".join(posterior_lines) + "\n"
     if verdict_lines:
         text += "\n" + "\n".join(verdict_lines) + "\n"
+    if learning_curve_path is not None:
+        from cosmo_sbi.learning_curve import learning_curve_markdown
+        from cosmo_sbi.report_posterior import SIGNIFICANCE
+
+        text += "\n" + "\n".join(learning_curve_markdown(learning_curve_path, output_dir,
+                                                         SIGNIFICANCE)) + "\n"
     with atomic_path(output_dir / SUMMARY_FILE) as temporary:
         temporary.write_text(text)

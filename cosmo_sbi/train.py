@@ -249,13 +249,17 @@ class Optimisation:
     scheduler: torch.optim.lr_scheduler.LRScheduler
 
 
-def run_fingerprint(config: Config, model_name: str, dataset_hash: str) -> dict[str, str]:
+def run_fingerprint(config: Config, model_name: str, dataset_hash: str,
+                    train_fraction: float = 1.0) -> dict[str, str]:
     """Hashes of what a run learns from: the dataset's content (DatasetFile.content_hash),
     the resolved model config (preset + overrides) and the training config (not
-    RESULT_NEUTRAL_SETTINGS). No path enters: a checkpoint follows its results folder."""
+    RESULT_NEUTRAL_SETTINGS; with a learning-curve ``train_fraction`` below 1, that too).
+    No path enters: a checkpoint follows its results folder."""
     model = resolve_config(model_name, config["models"][model_name])
     training = {key: value for key, value in config["training"].items()
                 if key not in RESULT_NEUTRAL_SETTINGS}
+    if train_fraction < 1.0:  # the full split keeps the fingerprint of before the curve
+        training["train_fraction"] = train_fraction
     return {"dataset content": dataset_hash,
             "model config": config_hash({"name": model_name,
                                          "config": dataclasses.asdict(model)}),
@@ -446,9 +450,14 @@ def training_summary(model_name: str, run: Optimisation, state: TrainingState,
 
 
 def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike[str],
-                output_dir: str | os.PathLike[str]) -> dict[str, Any]:
+                output_dir: str | os.PathLike[str],
+                train_fraction: float = 1.0) -> dict[str, Any]:
     """Train ``model_name`` on ``dataset_path``; write the outputs listed in the module doc to
-    ``output_dir`` and return the training summary. Resumes from ``checkpoints/last.pt``."""
+    ``output_dir`` and return the training summary. Resumes from ``checkpoints/last.pt``.
+
+    ``train_fraction`` < 1: train on that nested subset of the training split
+    (cosmo_sbi.learning_curve.nested_subset, seeded with training.seed), the validation
+    split unchanged."""
     settings = config["training"]
     if settings["loss"] not in LOSSES:
         raise ConfigError(f"training.loss: expected one of {sorted(LOSSES)}, "
@@ -459,14 +468,15 @@ def train_model(config: Config, model_name: str, dataset_path: str | os.PathLike
     with runtime(settings) as rt:
         seed_everything(seed)
         data = training_batches(dataset_path, settings, rt.device, rt.rank, rt.world_size,
-                                rt.memory_format)
+                                rt.memory_format, train_fraction)
         grid_shape = data.grid_shape
         if len(set(grid_shape)) != 1:
             raise ValueError(f"{dataset_path}: the networks need a cubic grid "
                              f"(histogram.bins equal), got inputs of shape {grid_shape}")
         run = build_optimisation(config, model_name, grid_shape[0], data.steps_per_epoch, rt)
 
-        fingerprint = run_fingerprint(config, model_name, read_dataset(dataset_path).content_hash)
+        fingerprint = run_fingerprint(config, model_name, read_dataset(dataset_path).content_hash,
+                                      train_fraction)
         state = restore_checkpoint(checkpoint_path, fingerprint, run, rt, model_name)
         model = run.model  # what the training steps call: DDP and/or compiled on request
         if rt.world_size > 1:

@@ -58,9 +58,12 @@ class HistogramDataset(Dataset):
     therefore moves that mild profile from DEC to RA.
     """
 
-    def __init__(self, path: str | os.PathLike[str], split: str, augment: bool) -> None:
+    def __init__(self, path: str | os.PathLike[str], split: str, augment: bool,
+                 rows: np.ndarray | None = None) -> None:
+        """``rows``: indices into the dataset file of a subset of ``split`` (a learning
+        curve's); default every row of the split."""
         data = read_dataset(path)
-        rows = data.rows(split)
+        rows = data.rows(split) if rows is None else np.asarray(rows)
         if len(rows) == 0:
             raise DatasetError(f"{path}: split {split!r} is empty")
         self.ids: list[str] = list(data.ids[rows])

@@ -143,3 +143,26 @@ def test_training_on_resident_data_gives_the_dataloader_run(workspace) -> None:
     last = [torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
             for run in (loader_run, resident_run)]
     assert all(torch.equal(last[0][key], last[1][key]) for key in last[0])
+
+
+def test_a_learning_curve_subset_gives_the_same_batches_on_either_path(workspace) -> None:
+    from cosmo_sbi.dataset import read_dataset, scale_parameters
+    from cosmo_sbi.learning_curve import subset_rows
+
+    dataset, data = workspace["dataset"], read_dataset(workspace["dataset"])
+    settings = {**workspace["config"]["training"], "seed": 7, "batch_size": 4}
+    loader, resident = (training_batches(dataset, {**settings, "data_on_device": on_device},
+                                         CPU, 0, 1, train_fraction=0.5)
+                        for on_device in (False, True))
+    rows = subset_rows(data.rows("train"), 0.5, 7)
+    assert loader.train_size == resident.train_size == len(rows) == -(-len(data.rows("train"))
+                                                                       // 2)
+    assert loader.validation_size == resident.validation_size == len(data.rows("validation"))
+    torch.manual_seed(3)
+    expected = list(loader.train_batches(0))
+    torch.manual_seed(3)
+    _assert_same_batches(expected, list(resident.train_batches(0)))
+    # the epoch visits exactly the subset's simulations (their targets, in shuffled order)
+    seen = torch.cat([y for _, y in expected]).double().numpy()
+    subset = scale_parameters(data.theta[rows], data.prior_lower, data.prior_upper)
+    assert np.allclose(np.sort(seen, axis=0), np.sort(subset.astype(np.float32), axis=0))

@@ -15,7 +15,8 @@ PACKAGE = REPO / "cosmo_sbi"
 TORCH_FREE = ("cosmo_sbi.metrics", "cosmo_sbi.plots", "cosmo_sbi.report", "cosmo_sbi.outputs",
               "cosmo_sbi.dataset", "cosmo_sbi.histogram", "cosmo_sbi.models", "cosmo_sbi.cli",
               "cosmo_sbi.summary_table", "cosmo_sbi.models.configs",
-              "cosmo_sbi.models.cnn_config", "cosmo_sbi.models.vit_config")
+              "cosmo_sbi.models.cnn_config", "cosmo_sbi.models.vit_config",
+              "cosmo_sbi.learning_curve")
 
 
 def _module_name(path: Path) -> str:

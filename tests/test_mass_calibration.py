@@ -188,6 +188,7 @@ def test_calibration_rule_fits_the_workflows_runs(tmp_path: Path) -> None:
     overlay = write_overlay(tmp_path, {
         "design": {"latin_hypercube": {"n_simulations": 3}, "fiducial": {"n_simulations": 1}},
         "posterior": {"methods": []},  # 3 cosmologies: too few for the NPE
+        "learning_curve": {"fractions": []},  # and for a learning curve
         "simulator": {"backend": "pinocchio", "pinocchio": {
             "executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
             "command": "{executable} {parameter_file}", "tasks": 1},

@@ -27,6 +27,7 @@ def overlay(folder: Path, tasks: int, threads: int, n_lh: int, n_fiducial: int) 
         "design": {"latin_hypercube": {"n_simulations": n_lh},
                    "fiducial": {"n_simulations": n_fiducial}},
         "posterior": {"methods": []},  # a few cosmologies: too few for the NPE
+        "learning_curve": {"fractions": []},  # and for a learning curve
         "simulator": {"backend": "pinocchio", "pinocchio": {
             "executable": str(FAKE / "pinocchio.x"),
             "command": f"{FAKE / 'mpirun'} -np {{tasks}} {{executable}} {{parameter_file}}",

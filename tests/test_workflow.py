@@ -145,6 +145,7 @@ def _pinocchio_overlay(folder: Path) -> Path:
         "design": TINY_OVERLAY["design"],
         "histogram": {"bins": [8, 8, 8]},
         "models": TINY_OVERLAY["models"],
+        "learning_curve": {"fractions": []},  # 1 training cosmology: too few for a curve
         "simulator": {"backend": "pinocchio",
                       "pinocchio": {"executable": str(REPO / "tests/fake_pinocchio/pinocchio.x"),
                                     "command": "{executable} {parameter_file}",

@@ -2,6 +2,8 @@
 # per-job params and resources. Functions only (rules live in the per-stage files).
 import glob
 
+from cosmo_sbi.learning_curve import check_learning_curve_config, curve_fractions, fraction_label
+
 TRAINING = config["training"]
 
 
@@ -118,3 +120,32 @@ def posterior_params() -> dict:
 
 def posterior_targets() -> list[str]:
     return [f"{RESULTS}/posteriors/{method}/metrics.json" for method in POSTERIOR_METHODS]
+
+
+# ---------------------------------------------------------------- learning curve (issue 9)
+check_learning_curve_config(config)
+LEARNING_CURVE = f"{RESULTS}/learning_curve"
+CURVE_FRACTIONS = curve_fractions(config)  # [] when off
+
+
+def learning_curve_points() -> dict[str, str]:
+    """METHOD:FRACTION -> the folder of that point: a network's evaluation (fraction 1: the
+    main one), the two-point NPE's samples."""
+    points = {}
+    for fraction in CURVE_FRACTIONS:
+        label = fraction_label(fraction)
+        for model in TRAINING["models"]:
+            points[f"{model}:{label}"] = (f"{RESULTS}/evaluation/{model}" if fraction == 1.0
+                                          else f"{LEARNING_CURVE}/{model}/f{label}/evaluation")
+        points[f"two_point:{label}"] = f"{LEARNING_CURVE}/two_point/f{label}"
+    return points
+
+
+def learning_curve_inputs(wildcards) -> list[str]:
+    return [f"{folder}/samples.h5" if key.startswith("two_point:") else f"{folder}/metrics.json"
+            for key, folder in learning_curve_points().items()]
+
+
+def learning_curve_targets() -> list[str]:
+    """learning_curve.csv when learning_curve.fractions is set, else nothing."""
+    return [f"{LEARNING_CURVE}/learning_curve.csv"] if CURVE_FRACTIONS else []
