@@ -211,18 +211,24 @@ def test_bad_value_is_refused_naming_the_field(category: str, overlay: dict,
     assert named in str(caught.value), f"{category}: {caught.value}"
 
 
+def _schema_valid(overlay: dict) -> bool:
+    try:
+        load_config([REPO / "config.yaml"], overrides=overlay)
+    except ConfigError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize(("category", "overlay", "named"),
-                         [param for param in BAD_VALUES if "models" in param.values[1]])
+                         [param for param in BAD_VALUES
+                          if "models" in param.values[1] and _schema_valid(param.values[1])])
 def test_train_stage_meta_build_refuses_the_same_network_configs(category: str, overlay: dict,
                                                                  named: str) -> None:
     """The train stage's check (the networks built on torch's meta device) gives the
-    parse-time check's message."""
+    parse-time check's message, for every bad network config the schema lets through."""
     from cosmo_sbi.models.build import check_models
 
-    try:
-        config = load_config([REPO / "config.yaml"], overrides=overlay)
-    except ConfigError:
-        pytest.skip("refused by the schema, before any network check")
+    config = load_config([REPO / "config.yaml"], overrides=overlay)
     with pytest.raises(ConfigError) as parsed:
         check_model_configs(config)
     with pytest.raises(ConfigError) as built:
