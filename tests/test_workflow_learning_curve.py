@@ -29,7 +29,7 @@ CURVE_OVERLAY = deep_merge(TINY_OVERLAY, {
 the CNN only and the fractions 0.5 and 1."""
 
 
-@pytest.mark.slow  # 125 s wall (62 s CPU) at load 3-5 on 2 cores
+@pytest.mark.slow  # 125-214 s wall (62-70 s CPU) at load 3-5 on 2 cores
 def test_learning_curve_table_report_and_reruns(tmp_path: Path) -> None:
     run_snakemake(tmp_path, write_overlay(tmp_path, CURVE_OVERLAY))
     results = tmp_path / "results"
