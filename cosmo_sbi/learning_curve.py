@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from cosmo_sbi import PARAMETER_NAMES
+from cosmo_sbi import PARAMETER_NAMES, markdown
 from cosmo_sbi.config import Config, ConfigError
 
 TABLE_FILE = "learning_curve.csv"
@@ -201,24 +201,10 @@ def npe_point(fraction: float, folder: str | os.PathLike[str]) -> CurvePoint:
                       data["mean"][test], data["std"][test])
 
 
-def bootstrap_r2(true: np.ndarray, mean: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """R^2 (B, P) of ``mean`` against ``true`` (N, P) on each resampling ``indices`` (B, N);
-    NaN for a resampling of one simulation repeated (no spread of the truth: its rounding
-    residue would give R^2 of order -1e26)."""
-    t, m = true[indices], mean[indices]
-    residual = np.sum((m - t) ** 2, axis=1)
-    spread = np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)
-    one_simulation = ~np.any(indices != indices[:, :1], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = 1.0 - residual / spread
-    r2[one_simulation] = np.nan
-    return r2
-
-
 def curve_rows(points: Sequence[CurvePoint], n_bootstrap: int, seed: int) -> list[dict[str, Any]]:
     """Rows of learning_curve.csv (COLUMNS), by method then fraction then parameter. Every
     point is resampled with the same test-simulation indices, so the gains are paired."""
-    from cosmo_sbi.metrics import r_squared, rmse
+    from cosmo_sbi.metrics import finite_std, paired_bootstrap, r_squared, rmse
 
     if not points:
         return []
@@ -228,21 +214,20 @@ def curve_rows(points: Sequence[CurvePoint], n_bootstrap: int, seed: int) -> lis
             raise ValueError(f"{point.method} at fraction {point.fraction}: its test "
                              "simulations differ from the others'; expected one dataset")
     n = len(reference)
-    indices = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
     rows = []
     methods = list(dict.fromkeys(point.method for point in points))
     for method in methods:
         curve = sorted((p for p in points if p.method == method), key=lambda p: p.fraction)
         previous = None
         for point in curve:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r2 = r_squared(point.true, point.mean)
-                boot = bootstrap_r2(point.true, point.mean, indices)
-            error = _nan_std(boot)
+            r2 = r_squared(point.true, point.mean)
+            boot = paired_bootstrap(point.true, {method: point.mean}, r_squared, n_bootstrap,
+                                    seed)[method]  # the same seed: the same resamplings
+            error = finite_std(boot)
             gain = gain_error = None
             if previous is not None:
                 gain = r2 - r_squared(previous[0].true, previous[0].mean)
-                gain_error = _nan_std(boot - previous[1])
+                gain_error = finite_std(boot - previous[1])
             sigma = np.median(point.sigma, axis=0) if n else np.full(len(CURVE_PARAMETERS),
                                                                      np.nan)
             errors = rmse(point.true, point.mean)
@@ -255,16 +240,6 @@ def curve_rows(points: Sequence[CurvePoint], n_bootstrap: int, seed: int) -> lis
                     "r2_gain_err": None if gain_error is None else _value(gain_error[index])})
             previous = (point, boot)
     return rows
-
-
-def _nan_std(values: np.ndarray) -> np.ndarray:
-    """Standard deviation over axis 0 of the finite values (NaN with fewer than two)."""
-    finite = np.isfinite(values)
-    count = finite.sum(axis=0)
-    clean = np.where(finite, values, 0.0)
-    mean = clean.sum(axis=0) / np.maximum(count, 1)
-    variance = (np.where(finite, values - mean, 0.0) ** 2).sum(axis=0) / np.maximum(count - 1, 1)
-    return np.where(count > 1, np.sqrt(variance), np.nan)
 
 
 def _value(value: float) -> float | None:
@@ -388,22 +363,23 @@ def learning_curve_markdown(table_path: str | os.PathLike[str], output_dir: Path
              "simulations for every method), scored on the test split: R^2 of the point "
              "estimate (network mean, two_point posterior mean) ± bootstrap error, the "
              "number of training simulations in brackets; sigma: median predicted (network) "
-             "or posterior (NPE) standard deviation with the whole training split.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+             "or posterior (NPE) standard deviation with the whole training split.", ""]
     curves = {(method, name): sorted((row for row in rows if row["method"] == method
                                       and row["parameter"] == name),
                                      key=lambda row: row["fraction"])
               for method in methods for name in CURVE_PARAMETERS}
+    cells = []
     for name in CURVE_PARAMETERS:
         for method in methods:
             points = {row["fraction"]: row for row in curves[(method, name)]}
-            cells = [f"{_number(row['r2'])} ± {_number(row['r2_err'])} ({row['n_train']})"
-                     if (row := points.get(fraction)) else "-" for fraction in fractions]
-            lines.append(f"| {name} | {method} | " + " | ".join(cells)
-                         + f" | {_number(curves[(method, name)][-1]['sigma'])} |")
-    link = Path(os.path.relpath(table_path.parent / FIGURE_FILE, output_dir)).as_posix()
-    lines += ["", f"Figure: [learning curve]({link}); table: "
-              f"[{TABLE_FILE}]({Path(os.path.relpath(table_path, output_dir)).as_posix()}).",
+            cells.append([name, method, *[
+                f"{_number(row['r2'])} ± {_number(row['r2_err'])} ({row['n_train']})"
+                if (row := points.get(fraction)) else "-" for fraction in fractions],
+                _number(curves[(method, name)][-1]["sigma"])])
+    lines += markdown.table(header, cells)
+    lines += ["", "Figure: [learning curve]"
+              f"({markdown.link(table_path.parent / FIGURE_FILE, output_dir)}); table: "
+              f"[{TABLE_FILE}]({markdown.link(table_path, output_dir)}).",
               "", "Does the test R^2 still rise from the second-largest to the largest "
               f"training set by more than {significance:g} times its paired bootstrap "
               "error?", ""]

@@ -6,7 +6,7 @@ Arrays are (N, P): N simulations, P parameters; every metric returns one value p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,11 +34,37 @@ def r_squared(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Coefficient of determination about the identity line (P,).
 
     1 - sum (predicted - true)^2 / sum (true - mean true)^2: 1 for a perfect predictor, 0 for
-    predicting the sample mean of the truth, negative for worse.
+    predicting the sample mean of the truth, negative for worse; NaN where the truth has no
+    spread (e.g. a bootstrap resampling of one simulation repeated, whose rounding residue
+    would otherwise give R^2 of order -1e26).
     """
     residual = np.sum((predicted - true) ** 2, axis=0)
     spread = np.sum((true - true.mean(axis=0)) ** 2, axis=0)
-    return 1.0 - residual / spread
+    no_spread = np.all(true == true[:1], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(no_spread, np.nan, 1.0 - residual / np.where(no_spread, 1.0, spread))
+
+
+def paired_bootstrap(truth: np.ndarray, predictions: Mapping[str, np.ndarray],
+                     metric: Callable[[np.ndarray, np.ndarray], np.ndarray], n_bootstrap: int,
+                     seed: int) -> dict[str, np.ndarray]:
+    """``metric(true, predicted)`` (B, ...) of each method's predictions (N, ...) of the
+    truth (N, ...) over the same B resamplings of the N test simulations (paired:
+    differences between methods keep their correlation). ``metric`` reduces axis 0 of
+    (N, B, ...) arrays, as the functions of this module (rmse, r_squared) do."""
+    indices = np.random.default_rng(seed).integers(0, len(truth), (n_bootstrap, len(truth))).T
+    return {method: metric(truth[indices], values[indices])
+            for method, values in predictions.items()}
+
+
+def finite_std(values: np.ndarray) -> np.ndarray:
+    """Sample standard deviation (ddof 1) over axis 0 of the finite values; NaN with fewer
+    than two (a bootstrap error that ignores undefined resamplings)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    mean = np.where(finite, values, 0.0).sum(axis=0) / np.maximum(count, 1)
+    variance = (np.where(finite, values - mean, 0.0) ** 2).sum(axis=0) / np.maximum(count - 1, 1)
+    return np.where(count > 1, np.sqrt(variance), np.nan)
 
 
 def regression_slope(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:

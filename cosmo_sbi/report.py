@@ -22,6 +22,7 @@ from cosmo_sbi.config import Config
 from cosmo_sbi.cross_simulator import cross_markdown
 from cosmo_sbi.dataset import SPLITS
 from cosmo_sbi.io import atomic_path
+from cosmo_sbi.markdown import cell, link, table
 from cosmo_sbi.metrics import COVERAGE_LEVELS
 from cosmo_sbi.outputs import (
     HISTORY_FILE,
@@ -78,22 +79,6 @@ def comparison_rows(evaluations: Sequence[Mapping[str, Any]]) -> list[dict[str, 
     return rows
 
 
-def _format(value: Any, digits: int = 3) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, bool | str):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}g}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _test_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
     coverage_keys = [f"coverage_{round(100 * level)}" for level in COVERAGE_LEVELS]
     header = ["parameter", "model", "slope", "R^2", "RMSE", "bias", "mean sigma", "pull std",
@@ -105,12 +90,12 @@ def _test_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
             note = ("prior-dominated" if values["slope"] is not None
                     and values["slope"] + 2 * (values["slope_stderr"] or 0.0)
                     < PRIOR_DOMINATED_SLOPE else "")
-            slope = f"{_format(values['slope'], 2)} ± {_format(values['slope_stderr'], 2)}"
-            rows.append([name, evaluation["model"], slope, _format(values["r2"], 2),
-                         _format(values["rmse"]), _format(values["bias"], 2),
-                         _format(values["mean_sigma"]), _format(values["pull_std"], 2),
-                         *[_format(values[key], 2) for key in coverage_keys], note])
-    return _table(header, rows)
+            slope = f"{cell(values['slope'], 2)} ± {cell(values['slope_stderr'], 2)}"
+            rows.append([name, evaluation["model"], slope, cell(values["r2"], 2),
+                         cell(values["rmse"]), cell(values["bias"], 2),
+                         cell(values["mean_sigma"]), cell(values["pull_std"], 2),
+                         *[cell(values[key], 2) for key in coverage_keys], note])
+    return table(header, rows)
 
 
 def _fiducial_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -120,22 +105,18 @@ def _fiducial_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
         cells = []
         for evaluation in evaluations:
             values = evaluation["fiducial"]["parameters"][name]
-            cells.append(f"{values['mean']:.4g} ± {_format(values['std'], 2)} "
+            cells.append(f"{values['mean']:.4g} ± {cell(values['std'], 2)} "
                          f"({values['bias']:+.2g})")
         truth = evaluations[0]["fiducial"]["parameters"][name]["truth"]
         rows.append([name, f"{truth:.4g}", *cells])
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def _training_table(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
     header = ["", *[evaluation["model"] for evaluation in evaluations]]
-    rows = [[field, *[_format(evaluation.get("training", {}).get(field)) for evaluation in
+    rows = [[field, *[cell(evaluation.get("training", {}).get(field)) for evaluation in
                       evaluations]] for field in TRAINING_FIELDS]
-    return _table(header, rows)
-
-
-def _link(target: Path, output_dir: Path) -> str:
-    return Path(os.path.relpath(target, output_dir)).as_posix()
+    return table(header, rows)
 
 
 def _centred_parameters_note(config: Config) -> str:
@@ -196,16 +177,16 @@ def summary_markdown(config: Config, evaluations: Sequence[Mapping[str, Any]],
         "",
         "## Figures",
         "",
-        *[f"- [{name}]({_link(path, output_dir)})" for name, path in comparison_figures.items()],
+        *[f"- [{name}]({link(path, output_dir)})" for name, path in comparison_figures.items()],
         *cross_markdown([evaluation["directory"] for evaluation in evaluations]),
     ]
     for evaluation in evaluations:
         directory = Path(evaluation["directory"])
         lines += ["", f"### {evaluation['model']}", ""]
-        lines += [f"- [{name}]({_link(directory / file, output_dir)})"
+        lines += [f"- [{name}]({link(directory / file, output_dir)})"
                   for name, file in evaluation.get("figures", {}).items()]
-        lines += [f"- [metrics]({_link(directory / METRICS_FILE, output_dir)}), "
-                  f"[predictions]({_link(directory / PREDICTIONS_FILE, output_dir)})"]
+        lines += [f"- [metrics]({link(directory / METRICS_FILE, output_dir)}), "
+                  f"[predictions]({link(directory / PREDICTIONS_FILE, output_dir)})"]
     return "\n".join(lines) + "\n"
 
 

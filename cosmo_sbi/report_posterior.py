@@ -16,16 +16,17 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cosmo_sbi import markdown
 from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import FIDUCIAL_SPLIT, prior_bounds
 from cosmo_sbi.io import atomic_path
-from cosmo_sbi.metrics import rmse
+from cosmo_sbi.metrics import paired_bootstrap, rmse
 from cosmo_sbi.posterior import POSTERIOR_PARAMETERS, SAMPLES_FILE, read_samples
 from cosmo_sbi.posterior_metrics import METRICS_FILE
 
@@ -93,18 +94,6 @@ def method_rows(posteriors: Sequence[Mapping[str, Any]],
     return table
 
 
-def paired_bootstrap(truth: np.ndarray, predictions: Mapping[str, np.ndarray],
-                     metric: Callable[[np.ndarray, np.ndarray], np.ndarray], n_bootstrap: int,
-                     seed: int) -> dict[str, np.ndarray]:
-    """``metric(true, predicted)`` (B,) of each method's predictions (N,) of the truth (N,)
-    over the same B resamplings of the N test simulations (paired: differences between
-    methods keep their correlation). ``metric`` reduces axis 0 of (N, B) arrays, as the
-    functions of cosmo_sbi.metrics (rmse, r_squared) do."""
-    indices = np.random.default_rng(seed).integers(0, len(truth), (n_bootstrap, len(truth))).T
-    return {method: metric(truth[indices], values[indices])
-            for method, values in predictions.items()}
-
-
 def aligned_test_means(samples: Mapping[str, Mapping[str, Any]]
                        ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Ids (N,), truths (N, 7) and each method's posterior means (N, 7) on the test split,
@@ -154,39 +143,28 @@ def verdict_sentences(samples: Mapping[str, Mapping[str, Any]], n_bootstrap: int
     return sentences
 
 
-def _link(target: Path, output_dir: Path) -> str:
-    return Path(os.path.relpath(target, output_dir)).as_posix()
-
-
-def _format(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return f"{value:.{digits}g}"
-
-
 def _markdown_table(table: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
     header = ["parameter", "method", "sigma (fiducial)", "/ two-point", "/ Fisher", "R^2",
               "slope", "TARP ATC", "TARP", "cov 68%", "cov 95%"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cell = markdown.cell
+    cells = []
     for name, rows in table.items():
         for label, row in rows.items():
             atc = (f"{row['tarp_atc']:+.3f} ± {row['tarp_atc_error']:.3f}"
                    if row["tarp_atc"] is not None else "-")
-            cells = [name, label, _format(row["sigma_fiducial"]),
-                     _format(row["ratio_to_two_point"], 2), _format(row["ratio_to_fisher"], 2),
-                     _format(row["r2"], 2), _format(row["slope"], 2), atc,
-                     _format(row["tarp_verdict"]), _format(row["coverage_68"], 2),
-                     _format(row["coverage_95"], 2)]
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines
+            cells.append([name, label, cell(row["sigma_fiducial"]),
+                          cell(row["ratio_to_two_point"], 2), cell(row["ratio_to_fisher"], 2),
+                          cell(row["r2"], 2), cell(row["slope"], 2), atc,
+                          cell(row["tarp_verdict"]), cell(row["coverage_68"], 2),
+                          cell(row["coverage_95"], 2)])
+    return markdown.table(header, cells)
 
 
 def _heads_table(posteriors: Sequence[Mapping[str, Any]]) -> list[str]:
     """NPE against the network's own Gaussian heads: TARP and mean coverage."""
-    lines = ["| method | posterior | TARP ATC | TARP | mean cov 68% | mean cov 95% | "
-             "SBC flagged |", "|---|---|---|---|---|---|---|"]
+    header = ["method", "posterior", "TARP ATC", "TARP", "mean cov 68%", "mean cov 95%",
+              "SBC flagged"]
+    cells = []
     for posterior in posteriors:
         if "gaussian_heads" not in posterior or "test" not in posterior:
             continue
@@ -195,11 +173,11 @@ def _heads_table(posteriors: Sequence[Mapping[str, Any]]) -> list[str]:
             values = test["parameters"].values()
             coverage = [np.mean([v[f"coverage_{level}"] for v in values]) for level in (68, 95)]
             flagged = [name for name, v in test["parameters"].items() if v["sbc_flagged"]]
-            lines.append(f"| {posterior['method']} | {label} | {test['tarp']['atc']:+.3f} ± "
-                         f"{test['tarp']['atc_error']:.3f} | {test['tarp']['verdict']} | "
-                         f"{coverage[0]:.2f} | {coverage[1]:.2f} | "
-                         f"{', '.join(flagged) or 'none'} |")
-    return lines if len(lines) > 2 else []
+            cells.append([posterior["method"], label,
+                          f"{test['tarp']['atc']:+.3f} ± {test['tarp']['atc_error']:.3f}",
+                          test["tarp"]["verdict"], f"{coverage[0]:.2f}", f"{coverage[1]:.2f}",
+                          ", ".join(flagged) or "none"])
+    return markdown.table(header, cells) if cells else []
 
 
 def corner_plot(config: Config, samples: Mapping[str, Mapping[str, Any]],
@@ -272,11 +250,11 @@ def write_posterior_section(config: Config, posterior_dirs: Sequence[str | os.Pa
                   "(test split):", "", *heads, ""]
     lines += [f"- [posterior table]({POSTERIOR_TABLE_FILE})"]
     if corner is not None:
-        lines.append(f"- [corner plot at one fiducial seed]({_link(corner, output_dir)})")
+        lines.append(f"- [corner plot at one fiducial seed]({markdown.link(corner, output_dir)})")
     for posterior in posteriors:
         directory = Path(posterior["directory"])
         files = {**posterior.get("figures", {}), "metrics": METRICS_FILE}
-        links = [f"[{key}]({_link(directory / file, output_dir)})"
+        links = [f"[{key}]({markdown.link(directory / file, output_dir)})"
                  for key, file in files.items()]
         lines.append(f"- {posterior['method']}: " + ", ".join(links))
     return lines

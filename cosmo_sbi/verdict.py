@@ -4,7 +4,7 @@ Per parameter (and S8), for each network method (cnn, vit and combined, where th
 posteriors exist) and for the Gaussian heads of cnn and vit: the test-split R^2 of the point
 estimate (the NPE posterior mean; the head's predicted mean) beside the two-point NPE's,
 their difference (method - two_point) with its paired bootstrap error (the same resamplings
-of the same test simulations for both, cosmo_sbi.report_posterior.paired_bootstrap), the
+of the same test simulations for both, cosmo_sbi.metrics.paired_bootstrap), the
 median posterior standard deviation ("width") over the fiducial seeds and its ratio to the
 two-point width, and a verdict: ``beats`` (difference > SIGNIFICANCE errors), ``falls
 short`` (< -SIGNIFICANCE errors), else ``matches``.
@@ -34,20 +34,19 @@ from typing import Any
 
 import numpy as np
 
+from cosmo_sbi import markdown
 from cosmo_sbi.config import Config
 from cosmo_sbi.dataset import FIDUCIAL_SPLIT
 from cosmo_sbi.io import atomic_path
-from cosmo_sbi.metrics import parameter_arrays, r_squared, rmse
+from cosmo_sbi.metrics import finite_std, paired_bootstrap, parameter_arrays, r_squared, rmse
 from cosmo_sbi.outputs import read_predictions
 from cosmo_sbi.posterior import POSTERIOR_PARAMETERS, SAMPLES_FILE, read_samples, with_s8
 from cosmo_sbi.posterior_config import NETWORK_METHODS
 from cosmo_sbi.posterior_metrics import gaussian_head_samples
 from cosmo_sbi.report_posterior import (
     SIGNIFICANCE,
-    _format,
     aligned_test_means,
     load_posterior,
-    paired_bootstrap,
 )
 
 VERDICT_FILE = "verdict.csv"
@@ -120,13 +119,10 @@ def r2_difference(truth: np.ndarray, estimate: np.ndarray, baseline: np.ndarray,
                   n_bootstrap: int, seed: int) -> tuple[float, float]:
     """R^2 of ``estimate`` minus R^2 of ``baseline`` (both (N,), of ``truth`` (N,)) and its
     paired bootstrap standard error (resamplings without spread of the truth dropped)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        difference = float(r_squared(truth, estimate) - r_squared(truth, baseline))
-        boot = paired_bootstrap(truth, {"estimate": estimate, "baseline": baseline},
-                                r_squared, n_bootstrap, seed)
-        spread = boot["estimate"] - boot["baseline"]
-    spread = spread[np.isfinite(spread)]
-    return difference, float(np.std(spread, ddof=1)) if len(spread) > 1 else np.nan
+    difference = float(r_squared(truth, estimate) - r_squared(truth, baseline))
+    boot = paired_bootstrap(truth, {"estimate": estimate, "baseline": baseline},
+                            r_squared, n_bootstrap, seed)
+    return difference, float(finite_std(boot["estimate"] - boot["baseline"]))
 
 
 def verdict(difference: float | None, error: float | None) -> str | None:
@@ -225,19 +221,20 @@ def _label(row: Mapping[str, Any]) -> str:
 
 
 def _comparison_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    lines = ["| parameter | method | R^2 | two-point R^2 | difference | width | two-point "
-             "width | ratio | verdict |", "|" + "---|" * 9]
+    header = ["parameter", "method", "R^2", "two-point R^2", "difference", "width",
+              "two-point width", "ratio", "verdict"]
+    cell = markdown.cell
+    cells = []
     for row in rows:
         if row["method"] not in COMPARED:
             continue
         difference = (f"{row['r2_difference']:+.3f} ± {row['r2_difference_error']:.3f}"
                       if row["r2_difference_error"] is not None else "-")
-        cells = [row["parameter"], _label(row), _format(row["r2"], 3),
-                 _format(row["r2_two_point"], 3), difference, _format(row["width"]),
-                 _format(row["width_two_point"]), _format(row["width_ratio"], 2),
-                 _format(row["verdict"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        cells.append([row["parameter"], _label(row), cell(row["r2"], 3),
+                      cell(row["r2_two_point"], 3), difference, cell(row["width"]),
+                      cell(row["width_two_point"]), cell(row["width_ratio"], 2),
+                      cell(row["verdict"])])
+    return markdown.table(header, cells)
 
 
 def _check_table(rows: Sequence[Mapping[str, Any]], check: str, parameters: Sequence[str],
@@ -245,14 +242,13 @@ def _check_table(rows: Sequence[Mapping[str, Any]], check: str, parameters: Sequ
     """Rows = (method, estimate) with a result of ``check``, columns ``parameters``."""
     keys = list(dict.fromkeys((row["method"], row["estimate"]) for row in rows
                               if row[check] is not None))
+    if not keys:
+        return ["(not defined: too few test simulations or fiducial seeds)"]
     by_key = {(row["method"], row["estimate"], row["parameter"]): row for row in rows}
-    lines = ["| method | " + " | ".join(parameters) + " |", "|" + "---|" * (len(parameters) + 1)]
-    for method, kind in keys:
-        cells = [cell(by_key[(method, kind, name)]) if by_key[(method, kind, name)][check]
-                 else "-" for name in parameters]
-        lines.append(f"| {_label({'method': method, 'estimate': kind})} | "
-                     + " | ".join(cells) + " |")
-    return lines if keys else ["(not defined: too few test simulations or fiducial seeds)"]
+    cells = [[_label({"method": method, "estimate": kind}),
+              *[cell(by_key[(method, kind, name)]) if by_key[(method, kind, name)][check]
+                else "-" for name in parameters]] for method, kind in keys]
+    return markdown.table(["method", *parameters], cells)
 
 
 def _tally(rows: Sequence[Mapping[str, Any]], check: str) -> str:
@@ -260,8 +256,10 @@ def _tally(rows: Sequence[Mapping[str, Any]], check: str) -> str:
     return f"{results.count('pass')} of {len(results)} pass"
 
 
-def verdict_markdown(rows: Sequence[Mapping[str, Any]], n_bootstrap: int) -> list[str]:
-    """The section "Networks vs the two-point baseline" of summary.md."""
+def verdict_markdown(rows: Sequence[Mapping[str, Any]], n_bootstrap: int,
+                     npe_training: str) -> list[str]:
+    """The section "Networks vs the two-point baseline" of summary.md; ``npe_training``
+    names what the NPEs were trained on (e.g. "217 cosmologies of the validation split")."""
     n_test = max((row["n_test"] for row in rows), default=0)
     tighter = [row for row in rows if row["check_tighter"] is not None]
     r2_parameters = (*R2_AT_LEAST, *R2_CLOSE)
@@ -270,7 +268,9 @@ def verdict_markdown(rows: Sequence[Mapping[str, Any]], n_bootstrap: int) -> lis
         "",
         f"Test-split R^2 ({n_test} cosmologies) of each method's NPE posterior mean "
         "(`head`: the network's own Gaussian head, its predicted mean) beside the two-point "
-        "NPE's; difference = method - two-point ± its paired bootstrap error "
+        f"NPE's (every NPE trained on {npe_training}; the learning-curve section, where "
+        "present, gives the two-point NPE trained on the training split); difference = "
+        "method - two-point ± its paired bootstrap error "
         f"({n_bootstrap} resamplings of the same test simulations for both); width: median "
         "posterior standard deviation over the fiducial seeds (head: of its predicted "
         "Gaussians) and its ratio to the two-point width. Verdict: `beats` when the "
@@ -317,8 +317,9 @@ def write_verdict_section(config: Config, posterior_dirs: Sequence[str | os.Path
     if not posterior_dirs:
         return []
     section = config["posterior"]
-    paths = {load_posterior(directory)["method"]: Path(directory) / SAMPLES_FILE
-             for directory in posterior_dirs}
+    loaded = {(posterior := load_posterior(directory))["method"]: (posterior, Path(directory))
+              for directory in posterior_dirs}
+    paths = {method: directory / SAMPLES_FILE for method, (_, directory) in loaded.items()}
     npe = npe_estimates({method: read_samples(path) for method, path in paths.items()},
                         {method: os.fspath(path) for method, path in paths.items()})
     estimates: dict[tuple[str, str], PointEstimates] = {}
@@ -333,4 +334,7 @@ def write_verdict_section(config: Config, posterior_dirs: Sequence[str | os.Path
     if (BASELINE, NPE) not in estimates or not any(m in npe for m in COMPARED):
         return ["## Networks vs the two-point baseline", "",
                 "(needs the two-point posterior and a network's: nothing to compare)"]
-    return verdict_markdown(rows, section["bootstrap"])
+    baseline_npe = loaded[BASELINE][0]["npe"]
+    return verdict_markdown(rows, section["bootstrap"],
+                            f"{baseline_npe['simulations']} cosmologies of the "
+                            f"{' + '.join(section['train_splits'])} split")

@@ -14,12 +14,11 @@ from astropy.table import Table
 
 from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.dataset import prior_bounds
-from cosmo_sbi.metrics import rmse
+from cosmo_sbi.metrics import paired_bootstrap, rmse
 from cosmo_sbi.posterior import POSTERIOR_PARAMETERS, SAMPLES_FILE, with_s8, write_samples
 from cosmo_sbi.posterior_metrics import posterior_metrics, write_posterior_metrics
 from cosmo_sbi.report_posterior import (
     POSTERIOR_TABLE_FILE,
-    paired_bootstrap,
     verdict_sentences,
     write_posterior_section,
 )
