@@ -303,15 +303,47 @@ def fit_and_sample(config: Config, table: SummaryTable,
     if train is None:
         train = training_rows(table, section["train_splits"], section["min_simulations"])
     lower, upper = prior_bounds(config)
-    trained = train_box_npe(table.theta[train], table.x[train], lower, upper,
-                            NPESettings.from_config(config), section["seed"])
     rows = table.rows(*EVALUATED_SPLITS)
-    samples = trained.sample(table.x[rows], section["n_samples"], section["seed"] + 1)
-    log.info("NPE on %d simulations: %d epochs, %.1f s", trained.summary["simulations"],
-             trained.summary["epochs"], trained.summary["wall_time_s"])
-    return {"samples": with_s8(samples), "theta": with_s8(table.theta[rows]),
+    members, draws = section["ensemble_size"], []
+    summaries = []
+    for member, n_samples in enumerate(ensemble_sample_counts(section["n_samples"], members)):
+        seed = section["seed"] + ENSEMBLE_SEED_STRIDE * member
+        trained = train_box_npe(table.theta[train], table.x[train], lower, upper,
+                                NPESettings.from_config(config), seed)
+        draws.append(trained.sample(table.x[rows], n_samples, seed + 1))
+        summaries.append(trained.summary)
+        log.info("NPE %d of %d on %d simulations: %d epochs, %.1f s", member + 1, members,
+                 trained.summary["simulations"], trained.summary["epochs"],
+                 trained.summary["wall_time_s"])
+    return {"samples": with_s8(np.concatenate(draws, axis=1)),
+            "theta": with_s8(table.theta[rows]),
             "ids": table.ids[rows], "set": table.sets[rows], "split": table.splits[rows],
-            "summary": trained.summary, "features": list(table.feature_names)}
+            "summary": ensemble_summary(summaries), "features": list(table.feature_names)}
+
+
+ENSEMBLE_SEED_STRIDE = 1000
+"""NPE member k trains with posterior.seed + 1000 k and samples with that + 1 (member 0 is
+the single NPE of ensemble_size 1)."""
+
+
+def ensemble_sample_counts(n_samples: int, members: int) -> list[int]:
+    """Samples drawn from each member (sum n_samples): the equal-weight mixture, to one
+    sample in n_samples where ``members`` does not divide it."""
+    return [n_samples // members + (member < n_samples % members) for member in range(members)]
+
+
+def ensemble_summary(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Training summary of an NPE ensemble: a single member's as it is; several: the rows
+    shared by all, ``members`` and per-member lists of epochs and best validation losses."""
+    if len(summaries) == 1:
+        return dict(summaries[0])
+    first = summaries[0]
+    return {"simulations": first["simulations"],
+            "validation_simulations": first["validation_simulations"],
+            "members": len(summaries),
+            "epochs": [summary["epochs"] for summary in summaries],
+            "best_validation_loss": [summary["best_validation_loss"] for summary in summaries],
+            "wall_time_s": sum(summary["wall_time_s"] for summary in summaries)}
 
 
 def reproducible_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -352,7 +384,8 @@ def read_samples(path: str | os.PathLike[str]) -> dict[str, Any]:
 def npe_record(config: Config) -> dict[str, Any]:
     """The settings an NPE's samples.h5 records: flow, training rows, samples, seed."""
     return {**asdict(NPESettings.from_config(config)),
-            **{key: config["posterior"][key] for key in ("train_splits", "n_samples", "seed")}}
+            **{key: config["posterior"][key]
+               for key in ("train_splits", "n_samples", "seed", "ensemble_size")}}
 
 
 def run_posterior(config: Config, method: str, summary_paths: Mapping[str, str | os.PathLike[str]],

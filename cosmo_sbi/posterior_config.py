@@ -78,6 +78,10 @@ def check_posterior_config(config: Config) -> Config:
         if missing:
             raise ConfigError(f"posterior.methods: {method!r} needs the networks {missing}, "
                               f"which are not in training.models {trained}")
+    if section["ensemble_size"] > section["n_samples"]:
+        raise ConfigError(f"posterior.ensemble_size: {section['ensemble_size']} NPEs share "
+                          f"posterior.n_samples = {section['n_samples']} samples; expected at "
+                          "most one NPE per sample")
     count = training_simulations(config)
     if count < section["min_simulations"]:
         raise ConfigError(

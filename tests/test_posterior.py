@@ -17,6 +17,7 @@ from cosmo_sbi.dataset import prior_bounds
 from cosmo_sbi.posterior import (
     POSTERIOR_PARAMETERS,
     SAMPLES_FILE,
+    ensemble_sample_counts,
     fit_and_sample,
     network_summary_table,
     read_samples,
@@ -54,6 +55,8 @@ def one_thread() -> None:
     ({"design": {"latin_hypercube": {"n_simulations": 40}},
       "posterior": {"min_simulations": 50}},
      r"posterior.min_simulations: the NPE would train on \d+ simulations.*at least 50"),
+    ({"posterior": {"ensemble_size": 20, "n_samples": 10}},
+     r"posterior.ensemble_size: 20 NPEs share posterior.n_samples = 10"),
 ])
 def test_bad_posterior_config_names_the_field(overlay: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -111,6 +114,23 @@ def test_npe_is_seeded_and_bit_reproducible(config: dict) -> None:
                                s8(first["samples"][..., 0], first["samples"][..., 1]))
     lower, upper = prior_bounds(config)
     assert np.all(first["samples"][..., :6] >= lower) and np.all(first["samples"][..., :6] <= upper)
+
+
+def test_an_npe_ensemble_is_the_equal_mixture_of_its_seeded_members(config: dict) -> None:
+    table = synthetic_table(config, "two_point", noise=0.05)
+    section = config["posterior"]
+    ensemble = fit_and_sample({**config, "posterior": {**section, "ensemble_size": 2}}, table)
+    members = [fit_and_sample({**config, "posterior": {**section, "n_samples": 100,
+                                                       "ensemble_size": 1,
+                                                       "seed": section["seed"] + 1000 * k}},
+                              table) for k in range(2)]
+    np.testing.assert_array_equal(ensemble["samples"],
+                                  np.concatenate([m["samples"] for m in members], axis=1))
+    summary = ensemble["summary"]
+    assert summary["members"] == 2 and summary["simulations"] == 250
+    assert summary["epochs"] == [m["summary"]["epochs"] for m in members]
+    assert ensemble_sample_counts(2000, 3) == [667, 667, 666]
+    assert ensemble_sample_counts(200, 1) == [200]
 
 
 def test_too_few_training_rows_name_the_field(config: dict) -> None:
