@@ -42,7 +42,7 @@ if config["simulator"]["backend"] == "embedded":
             f"{RESULTS}/calibration/bias_{{cross}}.yaml",
         params:
             set=lambda wildcards: CROSS[wildcards.cross]["set"],
-            bias=config["simulator"]["embedded"]["bias_ratio"],
+            settings=simulation_settings(),  # bias_ratio, mass function: the model's b
             summaries=config["summaries"],
         log:
             f"{LOGS}/calibrate_bias/{{cross}}.log",
