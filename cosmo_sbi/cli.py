@@ -64,6 +64,15 @@ def _calibrate_mass_function(args: argparse.Namespace, config: Config) -> None:
                                      args.output)
 
 
+def _calibrate_bias(args: argparse.Namespace, config: Config) -> None:
+    from cosmo_sbi.bias_calibration import write_bias_calibration
+
+    result = write_bias_calibration(config, args.other, args.embedded, args.output, args.set,
+                                    args.k_bins)
+    logging.getLogger(__name__).info("b_other / b_embedded = %.4f +- %.4f (%s); wrote %s",
+                                     result.ratio, result.error, result, args.output)
+
+
 def _cross_evaluate(args: argparse.Namespace, config: Config) -> None:
     from cosmo_sbi.cross_simulator import cross_evaluate
 
@@ -230,6 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="mass function to calibrate (default: "
                           "simulator.embedded.mass_function)")
     sub.add_argument("--degree", type=int, default=2, help="polynomial degree in log10 M")
+    sub.add_argument("--output", required=True, type=Path, help="config overlay YAML to write")
+
+    sub = stage("calibrate-bias", _calibrate_bias,
+                "Reads fiducial histograms of another simulator and of the embedded one "
+                "(made with --config); writes a config overlay setting "
+                "simulator.embedded.bias_ratio to the measured b_other / b_embedded "
+                "(large-scale P0, Kaiser-corrected) times the current one.")
+    sub.add_argument("--other", nargs="+", required=True, type=Path,
+                     help="the other simulator's histograms (one cosmology, several seeds)")
+    sub.add_argument("--embedded", nargs="+", required=True, type=Path,
+                     help="the embedded simulator's histograms of the same cosmology")
+    sub.add_argument("--set", default="fiducial", help="design set of both (default fiducial)")
+    sub.add_argument("--k-bins", type=int, default=2,
+                     help="lowest k bins of the P0 average (default 2)")
     sub.add_argument("--output", required=True, type=Path, help="config overlay YAML to write")
 
     sub = stage("histogram", _histogram,

@@ -297,6 +297,7 @@ def check_config(config: Config) -> Config:
         check_executable(config["simulator"]["pinocchio"]["executable"])
         check_pinocchio_replication(config)
     check_mass_function_ratio(config)
+    check_bias_ratio(config)
     check_summaries(config)
     check_derivatives(config)
     return config
@@ -352,6 +353,15 @@ def check_mass_function_ratio(config: Config) -> None:
             "same model (refit with cosmo-sbi calibrate-mass-function --model)")
     _check_range("simulator.embedded.mass_function_ratio.mass_range_msun_h",
                  ratio["mass_range_msun_h"])
+
+
+def check_bias_ratio(config: Config) -> None:
+    """``simulator.embedded.bias_ratio`` scales the bias of sample mode only: peaks mode
+    has no bias model to scale."""
+    section = config["simulator"]["embedded"]
+    if section["mode"] == "peaks" and section["bias_ratio"] != 1.0:
+        raise ConfigError(f"simulator.embedded.bias_ratio = {section['bias_ratio']} applies to "
+                          "mode: sample only; expected 1 with mode: peaks")
 
 
 def check_pinocchio_replication(config: Config) -> None:

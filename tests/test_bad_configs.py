@@ -131,6 +131,8 @@ BAD_VALUES = [
     case("nan/inf", "simulator.embedded.lowest_halo_mass_msun_h", NAN),
     case("renamed key", "simulator.embedded.min_mass_msun_h", 1.0e13,
          "simulator.embedded.lowest_halo_mass_msun_h"),
+    case("range", "simulator.embedded.bias_ratio", 0.0),
+    case("nan/inf", "simulator.embedded.bias_ratio", NAN),
     case("command", f"{PINOCCHIO}.command", "mpirun -np {cores} {executable} {parameter_file}"),
     case("command", f"{PINOCCHIO}.command", "mpirun -np {tasks} {executable}"),
     case("command", f"{PINOCCHIO}.command", "mpirun 'a {executable} {parameter_file}"),

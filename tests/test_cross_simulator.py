@@ -106,7 +106,8 @@ def test_tiny_dag_evaluates_every_model_on_a_second_embedded_configuration(
         "simulator": {"embedded": {"mass_function": "watson13_fof"}}})),
         "--until", "histogram")
     run_snakemake(main, write_overlay(main, deep_merge(tiny, {
-        "cross_simulator": {"watson": {"results": str(other / "results")}}})))
+        "cross_simulator": {"watson": {"results": str(other / "results")}}})),
+        "all", "results/calibration/bias_watson.yaml")
     for model in ("cnn", "vit"):
         report = json.loads((main / f"results/evaluation/{model}/cross/watson.json")
                             .read_text())
@@ -118,3 +119,7 @@ def test_tiny_dag_evaluates_every_model_on_a_second_embedded_configuration(
     assert "## Trained on one simulator, tested on another" in summary
     seeds = tiny["design"]["fiducial"]["n_simulations"]
     assert f"| cnn | watson: embedded, {seeds} fiducial |" in summary
+    # The on-demand bias calibration against the entry: both draw Tinker10 biases, so
+    # the measured ratio is 1 within its error (the masses weight them a little apart).
+    overlay = yaml.safe_load((main / "results/calibration/bias_watson.yaml").read_text())
+    assert overlay["simulator"]["embedded"]["bias_ratio"] == pytest.approx(1.0, abs=0.15)

@@ -25,3 +25,33 @@ rule cross_evaluate:
         "OMP_NUM_THREADS={threads} cosmo-sbi cross-evaluate --config \"$COSMO_SBI_CONFIG\""
         " --model-dir {params.model_dir} --dataset {input.dataset}"
         " --histograms {input.histograms} --set {params.set} --output {output} > {log} 2>&1"
+
+
+# On demand (not part of `all`): the bias ratio b_other / b_embedded of a cross_simulator
+# entry (its fiducial set against this workflow's). `snakemake
+# results/calibration/bias_<entry>.yaml` writes a config overlay setting
+# simulator.embedded.bias_ratio (cosmo_sbi.bias_calibration, docs/embedded-simulator.md).
+if config["simulator"]["backend"] == "embedded":
+
+    rule calibrate_bias:
+        input:
+            embedded=lambda wildcards: [histogram_path(CROSS[wildcards.cross]["set"], sim_id)
+                                        for sim_id in SIM_IDS[CROSS[wildcards.cross]["set"]]],
+            other=cross_histograms,
+        output:
+            f"{RESULTS}/calibration/bias_{{cross}}.yaml",
+        params:
+            set=lambda wildcards: CROSS[wildcards.cross]["set"],
+            settings=simulation_settings(),  # bias_ratio, mass function: the model's b
+            summaries=config["summaries"],
+        log:
+            f"{LOGS}/calibrate_bias/{{cross}}.log",
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=per_attempt(1000),
+            runtime=per_attempt(10),
+        shell:
+            "cosmo-sbi calibrate-bias --config \"$COSMO_SBI_CONFIG\" --set {params.set}"
+            " --other {input.other} --embedded {input.embedded} --output {output} > {log} 2>&1"

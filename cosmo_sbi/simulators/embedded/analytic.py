@@ -61,15 +61,19 @@ def expected_halo_count(cosmo: Cosmology, window: ConeWindow, min_mass: float,
 
 
 def mean_halo_bias(cosmo: Cosmology, window: ConeWindow, min_mass: float,
-                   max_mass: float = 1e16) -> tuple[float, float]:
+                   max_mass: float = 1e16, mass_function: str = "tinker08",
+                   ratio: MassFunctionRatio | None = None) -> tuple[float, float]:
     """Tinker et al. (2010) bias of halos above ``min_mass`` in the window and the growth
     rate f, as a cross-power of the halo overdensity (n / <n>(z) - 1, unit weight per
-    volume) with the linear field sees them: the number-weighted bias at each z, averaged
-    over z_cos with weight dV/dz D1(z)^2 (volume times linear power). Returns (b, f).
+    volume) with the linear field sees them: the number-weighted bias at each z (halos
+    of ``mass_function`` times ``ratio``), averaged over z_cos with weight dV/dz D1(z)^2
+    (volume times linear power). Returns (b, f).
     """
     z, volume_weights = _redshift_quadrature(cosmo, window)
     mass = _mass_grid(min_mass, max_mass)
-    dndlnm = _tinker(halos.tinker08_dndlnm, cosmo, mass, z)
+    dndlnm = _tinker(lambda c, m, zz: halos.dndlnm(c, m, zz, mass_function), cosmo, mass, z)
+    if ratio is not None:
+        dndlnm = dndlnm * ratio(mass, z)
     bias = _tinker(halos.tinker10_bias, cosmo, mass, z)
     density = simpson(dndlnm, x=np.log(mass), axis=-1)
     mean_bias = simpson(dndlnm * bias, x=np.log(mass), axis=-1) / density

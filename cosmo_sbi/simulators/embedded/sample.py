@@ -1,18 +1,19 @@
 """``sample`` mode: halos drawn cell by cell from a fitted mass function
 (``simulator.embedded.mass_function``: Tinker et al. 2008 by default, times the fitted
 PINOCCHIO ratio when ``mass_function_ratio`` is set) with a Lagrangian-bias weight, so
-the mean mass function is exact and the large-scale bias is Tinker et al. (2010)'s.
+the mean mass function is exact and the large-scale bias is r times Tinker et al. (2010)'s
+(r = ``simulator.embedded.bias_ratio``, 1 by default).
 
 For a Lagrangian cell of volume V at light-cone redshift z, the mean number of halos in
 the mass bin b is
 
-    lambda_b = V n_b(z) exp(a_b delta_b - a_b^2 sigma_b^2 / 2),   a_b = (b_T10(M_b, z) - 1) D1(z),
+    lambda_b = V n_b(z) exp(a_b delta_b - a_b^2 sigma_b^2 / 2),   a_b = (r b_T10(M_b, z) - 1) D1(z),
 
 with n_b the bin integral of dn/dlnM, delta_b the z = 0 linear overdensity smoothed by a
 Gaussian of radius R_b and sigma_b^2 its exact grid variance. The weight has mean 1 over
 the Gaussian field and its cross-correlation with any Gaussian mode is a_b times the
-covariance, so the Lagrangian bias is b_T10 - 1 on scales k << 1 / R_b and the Eulerian
-bias is b_T10 after the 2LPT displacement. R_b is the smallest radius of the ladder
+covariance, so the Lagrangian bias is r b_T10 - 1 on scales k << 1 / R_b and the Eulerian
+bias is r b_T10 after the 2LPT displacement. R_b is the smallest radius of the ladder
 (1, 2, 4, 8) x the 2LPT smoothing for which the weight's variance exp(a_b^2 sigma_b^2) - 1
 times the mean number of halos above M_b per cell stays below ``MAX_OVERDISPERSION``:
 the cell counts of rare massive halos are then Poisson to within that fraction instead of
@@ -71,7 +72,7 @@ class BinnedMassFunction:
     z_step: float
     ln_mass_edges: np.ndarray  # (B + 1,) ln M [Msun/h]
     ln_base: np.ndarray  # (Z, B) float32, see above
-    bias_coefficient: np.ndarray  # (Z, B) float32, a_b = (b_T10 - 1) D1(z) at the log centre
+    bias_coefficient: np.ndarray  # (Z, B) float32, a_b = (r b_T10 - 1) D1(z) at the log centre
     slope: np.ndarray  # (Z, B) d ln(dn/dlnM) / d ln M inside each bin
     radii: tuple[float, ...]  # (F,) bias-field smoothing radii in use [Mpc/h], ascending
     field_of_bin: np.ndarray  # (B,) index into ``radii``
@@ -80,11 +81,13 @@ class BinnedMassFunction:
     def build(cls, cosmo: Cosmology, min_mass: float, z_min: float, z_max: float,
               radii: tuple[float, ...], variances: tuple[float, ...],
               cell_volume: float, mass_function: str = "tinker08",
-              ratio: MassFunctionRatio | None = None) -> BinnedMassFunction:
+              ratio: MassFunctionRatio | None = None,
+              bias_ratio: float = 1.0) -> BinnedMassFunction:
         """Tabulate for masses above ``min_mass`` [Msun/h] and ``z_min <= z <= z_max``;
         ``radii`` [Mpc/h] (ascending) with the grid ``variances`` of the bias fields, for
         cells of ``cell_volume`` [(Mpc/h)^3]; dn/dlnM of ``mass_function`` (a
-        halos.MASS_FUNCTIONS key) times ``ratio`` (if any)."""
+        halos.MASS_FUNCTIONS key) times ``ratio`` (if any); Eulerian bias ``bias_ratio``
+        times Tinker10's."""
         if min_mass < halos.CALIBRATED_MASS_MSUN_H[0]:
             warnings.warn(
                 f"simulator.embedded.lowest_halo_mass_msun_h = {min_mass:g} is below the lowest "
@@ -104,7 +107,7 @@ class BinnedMassFunction:
             nodes = halos.dndlnm(cosmo, np.exp(ln_edges), z, mass_function)  # (Z, B + 1)
             if ratio is not None:
                 nodes = nodes * ratio(np.exp(ln_edges), z)
-            lagrangian_bias = halos.tinker10_bias(cosmo, centres, z) - 1.0
+            lagrangian_bias = bias_ratio * halos.tinker10_bias(cosmo, centres, z) - 1.0
         step = ln_edges[1] - ln_edges[0]
         log_ratio = np.log(nodes[:, 1:] / nodes[:, :-1])
         # Integral of a log-linear function over the bin; the limit is y0 * step.

@@ -72,7 +72,7 @@ FIXED_MEMORY_BYTES = 0.4e9
 class EmbeddedSettings:
     """``simulator.embedded`` of the config: mode, grid, box [Mpc/h], 2LPT smoothing
     radius [Mpc/h], the lowest halo mass drawn in sample mode [Msun/h] and its mass
-    function (with the fitted PINOCCHIO ratio, if any)."""
+    function (with the fitted PINOCCHIO ratio, if any) and the factor on its Tinker10 bias."""
 
     mode: str
     grid_size: int
@@ -81,6 +81,7 @@ class EmbeddedSettings:
     min_mass_msun_h: float
     mass_function: str = "tinker08"
     mass_function_ratio: MassFunctionRatio | None = None
+    bias_ratio: float = 1.0
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> EmbeddedSettings:
@@ -91,7 +92,8 @@ class EmbeddedSettings:
                        mass_function=str(section.get("mass_function", "tinker08")),
                        mass_function_ratio=MassFunctionRatio.from_config(
                            section["mass_function_ratio"])
-                       if section.get("mass_function_ratio") else None)
+                       if section.get("mass_function_ratio") else None,
+                       bias_ratio=float(section.get("bias_ratio", 1.0)))
         if settings.mode not in MODES:
             raise ValueError(f"simulator.embedded.mode: expected one of {MODES}, "
                              f"got {settings.mode!r}")
@@ -242,7 +244,8 @@ def _sampled_halos(cosmo: Cosmology, seed: int, settings: EmbeddedSettings,
     mass_function = BinnedMassFunction.build(
         cosmo, settings.min_mass_msun_h, *table_redshift_range(cosmo, settings, window), radii,
         tuple(smoothed_variance(cosmo, settings, radius) for radius in radii),
-        settings.cell_size**3, settings.mass_function, settings.mass_function_ratio)
+        settings.cell_size**3, settings.mass_function, settings.mass_function_ratio,
+        settings.bias_ratio)
     core = lightcone_core(cosmo, seed, settings, window, mass_function.radii, threads)
     sampler = HaloSampler(mass_function, core.delta_range, seed)
     pieces = [_lightcone_fields(np.empty((0, 3)), np.empty((0, 3), np.float32), np.empty(0),
