@@ -172,6 +172,8 @@ BAD_VALUES = [
     case("networks", "models.vit.patch_size", 7),
     case("models", "models.vit.depth", 0),
     case("models", "models.vit.pool", "max"),
+    case("models", "models.vit.stem", "resnet"),
+    case("models", "models.vit.stem_channels", 0),
     case("models", "models.vit.dropout", -0.1),
     case("nan/inf", "models.vit.dropout", INF),
     case("models", "models.vit.dim", 64.5),

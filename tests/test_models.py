@@ -95,6 +95,16 @@ def test_mean_pooling_is_available():
     assert mean.shape == (1, N_PARAMS)
 
 
+def test_the_conv_stem_keeps_the_tokens_and_needs_an_even_patch():
+    patch = build_model("vit", {"preset": "small"}, grid_size=16).eval()
+    conv = build_model("vit", {"preset": "small", "stem": "conv"}, grid_size=16).eval()
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert conv.patch_embedding(x).shape == patch.patch_embedding(x).shape == (2, 64, 2, 2, 2)
+    with pytest.raises(ValueError, match=r"models\.vit\.patch_size: the conv stem.*got 3"):
+        build_model("vit", {"preset": "small", "stem": "conv", "patch_size": 3}, grid_size=9)
+
+
 def test_a_patch_size_that_does_not_divide_the_grid_names_the_field():
     with pytest.raises(ValueError, match=r"models\.vit\.patch_size.*grid size 20.*got 8"):
         build_model("vit", {"preset": "small", "patch_size": 8}, grid_size=20)
@@ -167,6 +177,7 @@ def test_an_integer_may_stand_for_a_float_field():
     ("cnn", 32, {"stem_stride": 2}),
     ("cnn", 32, {"stem_stride": 4}),
     ("vit", 16, {"patch_size": 4}),
+    ("vit", 16, {"patch_size": 4, "stem": "conv", "stem_channels": 8}),
 ])
 def test_analytic_flops_match_torch_flop_counter(name: str, grid_size: int, overrides: dict):
     model = build_model(name, {"preset": "small", **overrides}, grid_size=grid_size).eval()

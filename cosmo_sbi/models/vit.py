@@ -84,8 +84,15 @@ class ViT3D(nn.Module):
         self.n_params = n_params
         self.n_patches = (grid_size // config.patch_size) ** 3
 
-        self.patch_embedding = nn.Conv3d(1, config.dim, kernel_size=config.patch_size,
-                                         stride=config.patch_size)
+        if config.stem == "conv":
+            half = config.patch_size // 2
+            self.patch_embedding = nn.Sequential(
+                nn.Conv3d(1, config.stem_channels, kernel_size=3, stride=2, padding=1),
+                nn.GELU(),
+                nn.Conv3d(config.stem_channels, config.dim, kernel_size=half, stride=half))
+        else:
+            self.patch_embedding = nn.Conv3d(1, config.dim, kernel_size=config.patch_size,
+                                             stride=config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim))
         self.pos_embedding = nn.Parameter(torch.zeros(1, 1 + self.n_patches, config.dim))
         self.embedding_dropout = nn.Dropout(config.dropout)
@@ -127,7 +134,11 @@ class ViT3D(nn.Module):
         normalisation, softmax and activations are not counted)."""
         c = self.config
         tokens = 1 + self.n_patches
-        flops = 2 * self.n_patches * c.patch_size**3 * c.dim  # patch embedding
+        if c.stem == "conv":  # 3^3 stride-2 convolution, then (patch / 2)^3 patches of it
+            flops = (2 * (self.grid_size // 2) ** 3 * 27 * c.stem_channels
+                     + 2 * self.n_patches * (c.patch_size // 2) ** 3 * c.stem_channels * c.dim)
+        else:
+            flops = 2 * self.n_patches * c.patch_size**3 * c.dim  # patch embedding
         per_layer = 2 * tokens * (3 * c.dim * c.dim + c.dim * c.dim + 2 * c.dim * c.mlp_dim)
         per_layer += 2 * 2 * tokens * tokens * c.dim  # scores q k^T and weights @ v
         flops += c.depth * per_layer

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cosmo_sbi.models.configs import check_architecture
 
 POOLS = ("cls", "mean", "mean_residual")
+STEMS = ("patch", "conv")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,12 @@ class ViTConfig:
     mlp_dim: int = 1536
     head_hidden: int = 1536
     """Width of the hidden layer of the MLP head."""
+    stem: str = "patch"
+    """patch (each patch linearly embedded: one strided convolution) | conv (a hybrid ViT:
+    a 3^3 convolution of ``stem_channels`` at stride 2 and GELU first, then the strided
+    patch convolution on its output; the same tokens, local features inside a patch)."""
+    stem_channels: int = 16
+    """Channels of the conv stem's first convolution."""
     pool: str = "cls"
     """cls (read the CLS token) | mean (average the patch tokens) | mean_residual (average
     the patch tokens' residual stream without the final LayerNorm: a per-token LayerNorm
@@ -34,7 +41,13 @@ class ViTConfig:
         """Raise ValueError naming ``models.vit.<field>`` unless the fields are valid and the
         patches tile a grid of ``grid_size``^3 voxels."""
         check_architecture("models.vit", self,
-                           ("patch_size", "dim", "depth", "heads", "mlp_dim", "head_hidden"))
+                           ("patch_size", "dim", "depth", "heads", "mlp_dim", "head_hidden",
+                            "stem_channels"))
+        if self.stem not in STEMS:
+            raise ValueError(f"models.vit.stem: expected one of {STEMS}, got {self.stem!r}")
+        if self.stem == "conv" and self.patch_size % 2:
+            raise ValueError(f"models.vit.patch_size: the conv stem halves the grid first; "
+                             f"expected an even patch size, got {self.patch_size}")
         if grid_size % self.patch_size:
             raise ValueError(
                 f"models.vit.patch_size: expected a divisor of the grid size {grid_size}, "
