@@ -16,8 +16,11 @@ The prior is uniform in the Latin-hypercube box; the flow works in the logit of 
 parameters scaled to the unit box (the uniform prior becomes independent standard logistic
 distributions), so every sample lies inside the box and none has to be rejected. The
 summaries are z-scored with the mean and standard deviation of the training rows; sbi holds
-out ``posterior.validation_fraction`` of them for early stopping. Seeded: on CPU two runs
-give identical samples. S8 = sigma_8 (Omega_m / 0.3)^0.5 is derived from every sample.
+out ``posterior.validation_fraction`` of them for early stopping. A method's posterior is
+the equal-weight mixture of ``posterior.ensemble_size`` NPEs trained with different seeds:
+one NPE on a few hundred rows depends on its seed (which rows stop its training) far more
+than on the data. Seeded: on CPU two runs give identical samples. S8 = sigma_8
+(Omega_m / 0.3)^0.5 is derived from every sample.
 
 Output ``samples.h5`` (atomic): ``samples`` (M, S, 7) float32 for the M test and fiducial
 rows (dataset order) and S samples, in ``POSTERIOR_PARAMETERS`` order; ``theta`` (M, 7) the
@@ -293,8 +296,9 @@ def training_rows(table: SummaryTable, splits: Sequence[str], minimum: int) -> n
 
 def fit_and_sample(config: Config, table: SummaryTable,
                    train: np.ndarray | None = None) -> dict[str, Any]:
-    """Train the NPE of ``table`` on the rows of the boolean mask ``train`` (default: those
-    of posterior.train_splits) and sample the test and fiducial rows.
+    """Train the NPE ensemble of ``table`` on the rows of the boolean mask ``train``
+    (default: those of posterior.train_splits) and sample the test and fiducial rows from
+    the mixture of its members.
 
     Returns ``samples`` (M, S, 7), ``theta`` (M, 7), ``ids``, ``set``, ``split`` (M,) and the
     training ``summary``.
@@ -304,8 +308,8 @@ def fit_and_sample(config: Config, table: SummaryTable,
         train = training_rows(table, section["train_splits"], section["min_simulations"])
     lower, upper = prior_bounds(config)
     rows = table.rows(*EVALUATED_SPLITS)
-    members, draws = section["ensemble_size"], []
-    summaries = []
+    members = section["ensemble_size"]
+    draws, summaries = [], []
     for member, n_samples in enumerate(ensemble_sample_counts(section["n_samples"], members)):
         seed = section["seed"] + ENSEMBLE_SEED_STRIDE * member
         trained = train_box_npe(table.theta[train], table.x[train], lower, upper,
