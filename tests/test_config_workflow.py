@@ -3,6 +3,7 @@ overlays are applied as written, and one invocation never changes another's inpu
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -132,6 +133,28 @@ def test_edit_that_changes_no_value_reruns_nothing(tmp_path: Path) -> None:
     overlay.write_text("histogram: {min_mass_msun_h: 2e13}\ntraining: {epochs: 7}\n")
     dry = snakemake(tmp_path, "-n", *targets, "--configfile", str(TINY), str(overlay))
     assert "Nothing to be done" in dry.stdout, dry.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_a_setting_at_its_neutral_value_is_no_rerun_trigger(tmp_path: Path) -> None:
+    """simulator.embedded.bias_ratio came after light cones existed: at 1 (the same halos
+    as before it) it stays out of the simulation rules' params, so light cones made before
+    it rerun nothing; another value reruns them."""
+    target = "results/sims/latin_hypercube/0000/lightcone.h5"
+    assert snakemake(tmp_path, target, "--configfile", str(TINY)).returncode == 0
+    records = [json.loads(path.read_text())
+               for path in (tmp_path / ".snakemake" / "metadata").iterdir()]
+    recorded = [str(record["params"]) for record in records
+                if record["rule"].startswith("simulate_embedded")]
+    assert recorded and all("lowest_halo_mass_msun_h" in params for params in recorded)
+    assert not any("bias_ratio" in params for params in recorded)
+    overlay = tmp_path / "bias.yaml"
+    overlay.write_text("simulator: {embedded: {bias_ratio: 1.0}}\n")
+    dry = snakemake(tmp_path, "-n", target, "--configfile", str(TINY), str(overlay))
+    assert "Nothing to be done" in dry.stdout, dry.stdout[-3000:]
+    overlay.write_text("simulator: {embedded: {bias_ratio: 1.2}}\n")
+    dry = snakemake(tmp_path, "-n", target, "--configfile", str(TINY), str(overlay))
+    assert "Params have changed" in dry.stdout and "bias_ratio" in dry.stdout, dry.stdout[-3000:]
 
 
 @pytest.mark.slow
