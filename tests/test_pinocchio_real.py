@@ -65,7 +65,10 @@ def test_tiny_dag_on_real_pinocchio(tmp_path: Path) -> None:
             "allow_replication": True}}}))
     run_snakemake(tmp_path, overlay, "all", "results/calibration/mass_function.yaml")
     runs = sorted((tmp_path / "results/sims").glob("*/*/pinocchio"))
-    assert len(runs) == 6
+    design = tiny["design"]  # every set of the preset: Latin hypercube, fiducial, derivatives
+    assert len(runs) == (design["latin_hypercube"]["n_simulations"]
+                         + design["fiducial"]["n_simulations"]
+                         + design["derivatives"]["n_seeds"] * 4 * 6)  # +-h, +-h/2 x 6
     for run in runs:
         log = run / "log"
         assert echo_mismatches(log, run / "parameter_file") == [], run
