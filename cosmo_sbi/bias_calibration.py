@@ -37,9 +37,9 @@ from cosmo_sbi import PARAMETER_NAMES
 from cosmo_sbi.config import Config
 from cosmo_sbi.cosmology import Cosmology
 from cosmo_sbi.io import atomic_path
-from cosmo_sbi.mass_calibration import MassFunctionRatio
 from cosmo_sbi.simulators.embedded.analytic import mean_halo_bias
 from cosmo_sbi.simulators.embedded.geometry import ConeWindow
+from cosmo_sbi.simulators.embedded.simulate import EmbeddedSettings
 from cosmo_sbi.summaries import SummarySettings, summarise_histograms
 
 MIN_SEEDS = 3
@@ -111,15 +111,13 @@ def low_k_power(config: Config, paths: Sequence[str | os.PathLike[str]], set_nam
 def embedded_bias_model(config: Config, theta: np.ndarray) -> tuple[float, float]:
     """(b, f): the embedded sampler's large-scale bias (``bias_ratio`` x Tinker10 over its
     mass function above the histogram mass cut) and the growth rate in the window."""
-    section = config["simulator"]["embedded"]
+    settings = EmbeddedSettings.from_config(config["simulator"]["embedded"])
     cosmo = Cosmology.from_params({**dict(zip(PARAMETER_NAMES, theta, strict=True)),
                                    **config["design"]["fixed"]})
-    ratio = section.get("mass_function_ratio")
     bias, growth_rate = mean_halo_bias(
         cosmo, ConeWindow.from_config(config), float(config["histogram"]["min_mass_msun_h"]),
-        mass_function=section["mass_function"],
-        ratio=MassFunctionRatio.from_config(ratio) if ratio else None)
-    return float(section["bias_ratio"]) * bias, growth_rate
+        mass_function=settings.mass_function, ratio=settings.mass_function_ratio)
+    return settings.bias_ratio * bias, growth_rate
 
 
 def kaiser_bias_ratio(power_ratio: float, embedded_bias: float,
